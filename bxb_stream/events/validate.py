@@ -1,0 +1,417 @@
+"""Decode, validate and normalise one billing event.
+
+The rules come from ``events.schema.FIELDS``; every rejection is an
+``EventError`` with a stable, specific ``code`` (for metrics and error output)
+and a human message.
+
+Hot path: the transform calls ``decode`` then ``normalize`` once per record, so
+both avoid per-call allocation beyond the output dict.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+import re
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import msgspec
+
+from bxb_stream.config import ORG_ID_PATTERN, EventRules
+from bxb_stream.events.schema import FIELD_BY_NAME, FIELDS, INPUT_FIELDS, REQUIRED_FIELDS, Kind
+
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+# KPL aggregated records start with these bytes (aws/amazon-kinesis-producer aggregation-format.md).
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+# Decimal(38, 18): 20 integer digits, 18 fractional digits.
+DECIMAL_SCALE = 18
+DECIMAL_LIMIT = Decimal(10) ** 20
+
+_NUMERIC = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
+_STRING_FIELDS = tuple((f.name, f.max_length) for f in FIELDS if f.required)
+_INPUT_FIELDS = INPUT_FIELDS
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class EventError(ValueError):
+    """An event was rejected. ``code`` is stable (e.g. ``missing_field:code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------- decode
+
+# The fast path: one typed msgspec decode does the structural checks (types,
+# lengths, required and unknown fields) in C. The structs are derived from FIELDS.
+_INPUT_TYPES: dict[Kind, Any] = {
+    Kind.STRING: str,
+    Kind.TIMESTAMP_MS: int | float | str,
+    Kind.JSON: dict[str, Any],
+    Kind.FLOAT: float,
+    Kind.DECIMAL: Decimal,
+}
+_OUTPUT_TYPES: dict[Kind, Any] = {
+    Kind.STRING: str,
+    Kind.TIMESTAMP_MS: int,
+    Kind.JSON: str,
+    Kind.FLOAT: float,
+    Kind.DECIMAL: str,
+}
+
+
+def _input_field(f: Any) -> tuple[Any, ...]:
+    kind = _INPUT_TYPES[f.kind]
+    if f.required:
+        return (f.name, Annotated[kind, msgspec.Meta(min_length=1, max_length=f.max_length)])
+    return (f.name, kind | None, None)
+
+
+InputEvent = msgspec.defstruct(
+    "InputEvent",
+    [_input_field(f) for f in FIELDS if f.name in INPUT_FIELDS],
+    forbid_unknown_fields=True,
+)
+OutputEvent = msgspec.defstruct(
+    "OutputEvent",
+    [(f.name, _OUTPUT_TYPES[f.kind] | None if f.nullable else _OUTPUT_TYPES[f.kind]) for f in FIELDS],
+)
+_typed_decoder = msgspec.json.Decoder(InputEvent)
+_any_decoder = msgspec.json.Decoder()
+_exact_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_line_encoder = msgspec.json.Encoder()
+_canonical_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def decode_base64(data: str | bytes) -> bytes:
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EventError("not_base64", f"record data is not valid base64 ({exc})") from None
+
+
+def decode(data: bytes, max_bytes: int) -> Any:
+    """JSON bytes -> Python object, with ``decimal_value`` kept exact."""
+    _check_envelope(data, max_bytes)
+    try:
+        obj = _any_decoder.decode(data)
+    except UnicodeDecodeError as err:
+        raise EventError("not_utf8", f"record is not UTF-8 (byte {err.start})") from None
+    except RecursionError:
+        raise EventError("too_deep", "JSON nesting is too deep") from None
+    except msgspec.ValidationError as exc:
+        raise EventError("number_out_of_range", f"a number is out of range ({exc})") from None
+    except msgspec.DecodeError as exc:
+        raise EventError("not_json", f"record is not JSON ({exc})") from None
+    if type(obj) is dict and type(obj.get("decimal_value")) is float:
+        # The generic decoder made a float of it: read that one field again, exactly.
+        obj["decimal_value"] = _exact_decoder.decode(data)["decimal_value"]
+    return obj
+
+
+def _check_envelope(data: bytes, max_bytes: int) -> None:
+    if len(data) > max_bytes:
+        raise EventError("too_large", f"record is {len(data)} bytes, limit {max_bytes}")
+    if data[:4] == KPL_MAGIC:
+        raise EventError(
+            "kpl_aggregate_not_expected",
+            "KPL aggregated record reached the transform; Firehose should have de-aggregated it",
+        )
+
+
+# --------------------------------------------------------------------------- normalise
+
+
+def normalize_bytes(data: bytes, rules: EventRules, *, arrival_ms: int, ingested_ms: int) -> Any:
+    """JSON bytes -> normalised ``OutputEvent``; same result as ``normalize(decode(data))``, faster.
+
+    ``arrival_ms`` is the Firehose/Kinesis arrival time: the default timestamp
+    and the reference for the future-skew check (so a retry decides the same).
+    """
+    if len(data) > rules.max_record_bytes or data[:4] == KPL_MAGIC:
+        _check_envelope(data, rules.max_record_bytes)
+    try:
+        ev = _typed_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # The slow path names the exact problem (or, if it accepts the event, agrees with it).
+        return normalize(decode(data, rules.max_record_bytes), rules, arrival_ms=arrival_ms, ingested_ms=ingested_ms)
+    tid, customer, code = ev.transaction_id, ev.external_customer_id, ev.code
+    if tid.isspace() or customer.isspace() or code.isspace():
+        _reject_string(*_first_blank(("transaction_id", tid), ("external_customer_id", customer), ("code", code)))
+    ts = ev.timestamp
+    ts_ms = arrival_ms if ts is None else parse_timestamp(ts)
+    if ts_ms < MIN_TIMESTAMP_MS or ts_ms > arrival_ms + rules.future_skew_ms:
+        _check_time(ts, ts_ms, arrival_ms, rules)
+    dec = ev.decimal_value
+    org = ev.organization_id
+    return OutputEvent(
+        tid,
+        customer,
+        code,
+        ts_ms,
+        canonical_properties(ev.properties, rules),
+        ev.value,  # msgspec's float decoder already refuses non-finite numbers
+        None if dec is None else parse_decimal(dec),
+        rules.organization_id if org is None and rules.organization_id else _organization(org, rules),
+        ingested_ms,
+    )
+
+
+def normalize(raw: Any, rules: EventRules, *, arrival_ms: int, ingested_ms: int) -> Any:
+    """Validate a decoded event and return it as a normalised ``OutputEvent``.
+
+    Checks field by field, so each rejection names its exact problem.
+    """
+    if type(raw) is not dict:
+        raise EventError("not_object", f"event must be a JSON object, got {_json_type(raw)}")
+    if not raw.keys() <= _INPUT_FIELDS:
+        _reject_unknown(raw)
+    for name, max_length in _STRING_FIELDS:
+        value = raw.get(name)
+        if type(value) is not str or len(value) > max_length or not value.strip():
+            _reject_string(name, value)
+    ts = raw.get("timestamp")
+    ts_ms = arrival_ms if ts is None else parse_timestamp(ts)
+    _check_time(ts, ts_ms, arrival_ms, rules)
+    props = raw.get("properties")
+    if props is not None and type(props) is not dict:
+        raise EventError("wrong_type:properties", f"properties must be an object, got {_json_type(props)}")
+    value = raw.get("value")
+    dec = raw.get("decimal_value")
+    return OutputEvent(
+        raw["transaction_id"],
+        raw["external_customer_id"],
+        raw["code"],
+        ts_ms,
+        canonical_properties(props, rules),
+        None if value is None else _float(value),
+        None if dec is None else parse_decimal(dec),
+        _organization(raw.get("organization_id"), rules),
+        ingested_ms,
+    )
+
+
+def canonical_properties(props: dict[str, Any] | None, rules: EventRules) -> str:
+    """Properties -> canonical JSON text (sorted keys, compact), within size and depth limits."""
+    if not props:
+        return "{}"
+    text = _canonical_encoder.encode(props).decode()
+    if len(text) > rules.max_properties_bytes:
+        raise EventError(
+            "properties_too_large",
+            f"properties are {len(text)} bytes as JSON, limit {rules.max_properties_bytes}",
+        )
+    if "{" in text[1:] or "[" in text:  # only nested (or bracket-bearing) properties need the walk
+        _check_depth(props, rules.max_properties_depth)
+    return text
+
+
+def to_line(event: Any) -> bytes:
+    """Normalised ``OutputEvent`` -> one newline-terminated JSON line for Firehose's OpenX SerDe."""
+    return _line_encoder.encode(event) + b"\n"
+
+
+def to_dict(event: Any) -> dict[str, Any]:
+    """``OutputEvent`` -> dict in schema order, ``properties`` as a dict (the hook interface)."""
+    out = msgspec.structs.asdict(event)
+    out["properties"] = _any_decoder.decode(out["properties"])
+    return out
+
+
+def from_dict(event: Any, rules: EventRules) -> Any:
+    """A hook's returned dict -> ``OutputEvent``, re-checked against the schema."""
+    check_normalized(event, rules)
+    fields = dict(event)
+    fields["properties"] = canonical_properties(fields["properties"], rules)
+    return OutputEvent(**fields)
+
+
+def _check_time(ts: Any, ts_ms: int, arrival_ms: int, rules: EventRules) -> None:
+    if ts_ms < MIN_TIMESTAMP_MS:
+        raise EventError("timestamp_before_2000", f"timestamp {ts!r} is before 2000-01-01")
+    if ts_ms > arrival_ms + rules.future_skew_ms:
+        raise EventError(
+            "timestamp_in_future",
+            f"timestamp {ts!r} is more than {rules.future_skew_seconds}s after arrival",
+        )
+
+
+def _first_blank(*pairs: tuple[str, str]) -> tuple[str, str]:
+    return next(pair for pair in pairs if pair[1].isspace())
+
+
+_NORMALIZED_KIND_CHECKS: dict[Kind, Any] = {
+    Kind.STRING: lambda v: type(v) is str and v != "" and not v.isspace(),
+    Kind.TIMESTAMP_MS: lambda v: type(v) is int and v >= MIN_TIMESTAMP_MS,
+    Kind.JSON: lambda v: type(v) is dict,
+    Kind.FLOAT: lambda v: type(v) is float and math.isfinite(v),
+    Kind.DECIMAL: lambda v: type(v) is str,
+}
+
+
+def check_normalized(event: Any, rules: EventRules) -> None:
+    """Re-check an event a user hook returned: same fields, same kinds, same limits."""
+    if type(event) is not dict:
+        raise EventError("not_object", f"hook returned {_json_type(event)}, not an object")
+    if set(event) != set(FIELD_BY_NAME):
+        extra = sorted(set(event) - set(FIELD_BY_NAME))
+        missing = sorted(set(FIELD_BY_NAME) - set(event))
+        raise EventError(
+            f"unknown_field:{extra[0]}" if extra else f"missing_field:{missing[0]}",
+            "hook changed the event's fields",
+        )
+    for field in FIELDS:
+        value = event[field.name]
+        if value is None and field.nullable:
+            continue
+        too_long = field.max_length is not None and type(value) is str and len(value) > field.max_length
+        if too_long or not _NORMALIZED_KIND_CHECKS[field.kind](value):
+            raise EventError(f"wrong_type:{field.name}", f"hook left {field.name}={value!r}")
+    if event["organization_id"] != rules.organization_id and not rules.multi_tenant:
+        raise EventError("organization_mismatch", "hook changed organization_id")
+    if event["decimal_value"] is not None:
+        parse_decimal(event["decimal_value"])
+
+
+# --------------------------------------------------------------------------- field parsers
+
+
+def parse_timestamp(ts: Any) -> int:
+    """Unix seconds (int, float, numeric string) or ISO-8601 with offset -> UTC ms."""
+    kind = type(ts)
+    if kind is int:
+        return ts * 1000
+    if kind is Decimal:
+        if not ts.is_finite():
+            raise EventError("bad_timestamp", f"timestamp {ts!r} is not finite")
+        return int((ts * 1000).to_integral_value())
+    if kind is float:
+        if not math.isfinite(ts):
+            raise EventError("bad_timestamp", f"timestamp {ts!r} is not finite")
+        return round(ts * 1000)
+    if kind is str:
+        if _NUMERIC.match(ts):
+            return int((Decimal(ts) * 1000).to_integral_value())
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError:
+            raise EventError("bad_timestamp", f"timestamp {ts!r} is neither Unix seconds nor ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise EventError("bad_timestamp", f"timestamp {ts!r} has no UTC offset")
+        delta = parsed - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    raise EventError("bad_timestamp", f"timestamp must be a number or string, got {_json_type(ts)}")
+
+
+def parse_decimal(value: Any) -> str:
+    """Exact decimal that fits Decimal(38, 18) -> its plain string form."""
+    kind = type(value)
+    if kind is str:
+        try:
+            dec = Decimal(value.strip())
+        except InvalidOperation:
+            raise EventError("bad_decimal", f"decimal_value {value[:40]!r} is not a decimal number") from None
+    elif kind is int or kind is Decimal:
+        dec = Decimal(value)
+    elif kind is float:
+        # Only reached from in-process callers; str() is the shortest exact repr.
+        dec = Decimal(repr(value)) if math.isfinite(value) else Decimal("NaN")
+    else:
+        raise EventError("wrong_type:decimal_value", f"decimal_value must be a string or number, got {_json_type(value)}")
+    if not dec.is_finite():
+        raise EventError("bad_decimal", "decimal_value must be finite")
+    if abs(dec) >= DECIMAL_LIMIT:
+        raise EventError("decimal_out_of_range", "decimal_value must be below 10^20 in magnitude")
+    exponent = dec.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -DECIMAL_SCALE:
+        raise EventError("decimal_too_precise", f"decimal_value has more than {DECIMAL_SCALE} fractional digits")
+    return format(dec, "f")
+
+
+def _float(value: Any) -> float:
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise EventError("bad_value", "value must be finite")
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise EventError("bad_value", "value is too large for a float") from None
+    if kind is Decimal:
+        if value.is_finite() and abs(value) < Decimal("1e308"):
+            return float(value)
+        raise EventError("bad_value", "value must be finite")
+    raise EventError("wrong_type:value", f"value must be a number, got {_json_type(value)}")
+
+
+def _organization(sent: Any, rules: EventRules) -> str:
+    if sent is None:
+        if not rules.organization_id:
+            raise EventError("missing_field:organization_id", "multi-tenant mode needs organization_id on each event")
+        return rules.organization_id
+    if type(sent) is not str:
+        raise EventError("wrong_type:organization_id", f"organization_id must be a string, got {_json_type(sent)}")
+    if not rules.multi_tenant:
+        if sent != rules.organization_id:
+            raise EventError("organization_mismatch", "organization_id does not match this deployment")
+        return sent
+    if not ORG_ID_PATTERN.match(sent):
+        raise EventError("bad_organization_id", "organization_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+    return sent
+
+
+def _check_depth(obj: Any, limit: int) -> None:
+    """Reject properties nested deeper than ``limit`` (a flat object is depth 1)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise EventError("properties_too_deep", f"properties nest deeper than {limit} levels")
+        children = node.values() if type(node) is dict else node
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+
+
+def _reject_unknown(raw: dict[str, Any]) -> None:
+    unknown = sorted(k for k in raw if k not in _INPUT_FIELDS)
+    name = unknown[0]
+    if name in FIELD_BY_NAME:
+        raise EventError(f"reserved_field:{name}", f"{name} is set by the pipeline and may not be sent")
+    raise EventError(f"unknown_field:{name}", f"unknown field {name!r} (allowed: {', '.join(sorted(_INPUT_FIELDS))})")
+
+
+def _reject_string(name: str, value: Any) -> None:
+    if value is None:
+        raise EventError(f"missing_field:{name}", f"{name} is required")
+    if type(value) is not str:
+        raise EventError(f"wrong_type:{name}", f"{name} must be a string, got {_json_type(value)}")
+    if not value.strip():
+        raise EventError(f"empty_field:{name}", f"{name} must not be empty")
+    limit = FIELD_BY_NAME[name].max_length
+    raise EventError(f"field_too_long:{name}", f"{name} is {len(value)} characters, limit {limit}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+assert set(REQUIRED_FIELDS) == {name for name, _ in _STRING_FIELDS}
