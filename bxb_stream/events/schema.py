@@ -11,38 +11,49 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pyarrow is imported lazily: the Lambda functions do not ship it
+    import pyarrow as pa
 
 
 class Kind(enum.Enum):
     """Storage kind of a field: one row per target system.
 
-    value = (tag, Arrow type, Glue/Hive type, ClickHouse type); the tag keeps
-    kinds with the same storage types distinct members.
+    value = (Arrow type name, Glue/Hive type, ClickHouse type). Arrow types are
+    named, not built, so this module imports without pyarrow.
     """
 
-    STRING = ("string", pa.string(), "string", "String")
+    STRING = ("string", "string", "String")
     # UTC milliseconds since the epoch. The transform emits an integer, which
     # Firehose's OpenX JSON SerDe reads as epoch millis for a `timestamp` column.
-    TIMESTAMP_MS = ("timestamp_ms", pa.timestamp("ms", tz="UTC"), "timestamp", "DateTime64(3, 'UTC')")
+    TIMESTAMP_MS = ("timestamp_ms_utc", "timestamp", "DateTime64(3, 'UTC')")
     # Canonical JSON text (sorted keys, compact).
-    JSON = ("json", pa.string(), "string", "String")
-    FLOAT = ("float", pa.float64(), "double", "Float64")
+    JSON = ("json_string", "string", "String")
+    FLOAT = ("float64", "double", "Float64")
     # ClickHouse Decimal128(18) = Decimal(38, 18). Emitted as a JSON string so no
     # float ever touches it.
-    DECIMAL = ("decimal", pa.decimal128(38, 18), "decimal(38,18)", "Decimal(38, 18)")
+    DECIMAL = ("decimal128_38_18", "decimal(38,18)", "Decimal(38, 18)")
 
     @property
     def arrow(self) -> pa.DataType:
-        return self.value[1]
+        import pyarrow as pa
+
+        return {
+            "string": pa.string(),
+            "timestamp_ms_utc": pa.timestamp("ms", tz="UTC"),
+            "json_string": pa.string(),
+            "float64": pa.float64(),
+            "decimal128_38_18": pa.decimal128(38, 18),
+        }[self.value[0]]
 
     @property
     def glue(self) -> str:
-        return self.value[2]
+        return self.value[1]
 
     @property
     def clickhouse(self) -> str:
-        return self.value[3]
+        return self.value[2]
 
 
 class Origin(enum.Enum):
@@ -91,6 +102,8 @@ INPUT_FIELDS: frozenset[str] = frozenset(f.name for f in FIELDS if f.origin is n
 
 def arrow_schema() -> pa.Schema:
     """Arrow schema of a normalised event, used for Parquet."""
+    import pyarrow as pa
+
     return pa.schema([pa.field(f.name, f.kind.arrow, nullable=f.nullable) for f in FIELDS])
 
 
