@@ -1,0 +1,400 @@
+"""Deployment settings: one typed, validated object for the CDK app and the local runner.
+
+``PipelineConfig.from_context`` reads flat ``bxb:``-prefixed keys, the shape of
+CDK context: ``cdk.json`` gives JSON values and ``cdk synth -c key=value`` gives
+strings, so both are accepted. The local runner reads the same keys
+(``PipelineConfig.from_cdk_json``), so a local run mirrors what is deployed.
+
+Keys are ``bxb:<field>`` for top-level settings and ``bxb:<section>.<field>``
+for the nested ones (``stream``, ``s3``, ``http``, ``clickhouse``, ``alarms``,
+and ``rules`` for ``bxb_stream.config.EventRules``). Every field has a default.
+Any invalid value raises ``ConfigError`` naming the full context key. Unknown
+``bxb:`` keys are errors too, so a typo cannot silently fall back to a default.
+
+This module is pure Python: no CDK import, so the Lambda functions and the
+local runner can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bxb_stream.config import ConfigError, EventRules
+
+PREFIX = "bxb:"
+
+# S3 layout written by Firehose A (dynamic partitioning from the transform's partition keys).
+# On-time data lands under events/..., late data under late/...; errors and HTTP backups never
+# overlap either, so ClickHouse (S3Queue) and its IAM role only ever see Parquet.
+PARQUET_PREFIXES: tuple[str, ...] = ("events/", "late/")
+DATA_PREFIX = (
+    "!{partitionKeyFromLambda:stream}/"
+    "organization_id=!{partitionKeyFromLambda:organization_id}/"
+    "date=!{partitionKeyFromLambda:date}/"
+    "hour=!{partitionKeyFromLambda:hour}/"
+)
+ERROR_PREFIX = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+HTTP_BACKUP_PREFIX = "http-backup/"
+HTTP_BACKUP_ERROR_PREFIX = "http-backup-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+
+DELIVERY_PATHS = ("s3", "http", "both")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{2,1224}$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _spec(
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[object, ...] | None = None,
+    pattern: re.Pattern[str] | None = None,
+    blank: bool = False,
+    doc: str = "",
+) -> dict[str, Any]:
+    """Validation metadata for a config field (read by ``_check``)."""
+    return {"low": low, "high": high, "choices": choices, "pattern": pattern, "blank": blank, "doc": doc}
+
+
+def _setting(default: Any, **spec: Any) -> Any:
+    return field(default=default, metadata=_spec(**spec))
+
+
+class _Section:
+    """Validation shared by every config dataclass: each field checked against its metadata."""
+
+    SECTION: ClassVar[str] = ""
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        return f"{PREFIX}{cls.SECTION}.{name}" if cls.SECTION else f"{PREFIX}{name}"
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.metadata:
+                _check(self.key(f.name), getattr(self, f.name), hints[f.name], f.metadata)
+
+
+def _check(key: str, value: Any, kind: Any, spec: Mapping[str, Any]) -> None:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return
+    if kind is int and (type(value) is not int):
+        raise ConfigError(key, f"must be an integer, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        if value == "" and spec["blank"]:
+            return
+        if spec["pattern"] is not None and not spec["pattern"].match(value):
+            raise ConfigError(key, f"invalid value {value!r} ({spec['doc'] or spec['pattern'].pattern})")
+    if spec["choices"] is not None and value not in spec["choices"]:
+        raise ConfigError(key, f"must be one of {', '.join(map(str, spec['choices']))}; got {value!r}")
+    low, high = spec["low"], spec["high"]
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(key, f"must be in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class StreamConfig(_Section):
+    """The Kinesis Data Stream."""
+
+    SECTION: ClassVar[str] = "stream"
+
+    mode: str = _setting("on-demand", choices=("on-demand", "provisioned"))
+    # Used only in provisioned mode (on-demand scales by itself).
+    shard_count: int = _setting(1, low=1, high=10_000)
+    retention_hours: int = _setting(24, low=24, high=8760)
+
+
+@dataclass(frozen=True)
+class S3PathConfig(_Section):
+    """Firehose A: transform -> Parquet -> S3, and the archive bucket's lifecycle."""
+
+    SECTION: ClassVar[str] = "s3"
+
+    # Dynamic partitioning needs >= 60 s; Parquet conversion needs >= 64 MiB.
+    buffer_interval_seconds: int = _setting(300, low=60, high=900)
+    buffer_size_mib: int = _setting(128, low=64, high=128)
+    processor_buffer_interval_seconds: int = _setting(60, low=0, high=900)
+    # Whole MiB; Firehose accepts 0.2-3 MB for a Lambda processor.
+    processor_buffer_size_mib: int = _setting(1, low=1, high=3)
+    retry_seconds: int = _setting(300, low=0, high=7200)
+    infrequent_access_days: int = _setting(30, low=30, high=3650)
+    glacier_days: int = _setting(90, low=31, high=3650)
+    # GLACIER_IR keeps old Parquet readable in milliseconds (ClickHouse backfills); GLACIER is cheaper.
+    glacier_storage_class: str = _setting("GLACIER_IR", choices=("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"))
+    noncurrent_expiration_days: int = _setting(30, low=1, high=3650)
+    # 0 keeps current objects forever (the archive is the long-term copy).
+    expiration_days: int = _setting(0, low=0, high=36500)
+    access_log_expiration_days: int = _setting(90, low=1, high=3650)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.glacier_days < self.infrequent_access_days + 30:
+            raise ConfigError(self.key("glacier_days"), "must be at least 30 days after infrequent_access_days")
+        if self.expiration_days and self.expiration_days <= self.glacier_days:
+            raise ConfigError(self.key("expiration_days"), "must be 0 (never) or later than glacier_days")
+
+
+@dataclass(frozen=True)
+class HttpPathConfig(_Section):
+    """Firehose B: transform -> HTTP endpoint (the ingest Lambda) -> ClickHouse."""
+
+    SECTION: ClassVar[str] = "http"
+
+    buffer_interval_seconds: int = _setting(60, low=0, high=900)
+    # A buffered Lambda function URL takes at most 6 MB per request; base64 in the body adds a third,
+    # so 3 MiB of records is the most that always fits (GZIP only helps).
+    buffer_size_mib: int = _setting(1, low=1, high=3)
+    processor_buffer_interval_seconds: int = _setting(60, low=0, high=900)
+    processor_buffer_size_mib: int = _setting(1, low=1, high=3)
+    retry_seconds: int = _setting(3600, low=0, high=7200)
+    backup_mode: str = _setting("failed", choices=("failed", "all"))
+    # The ingest Lambda talks to ClickHouse within this budget (Firehose waits up to 3 minutes).
+    ingest_timeout_seconds: int = _setting(60, low=5, high=180)
+    ingest_memory_mib: int = _setting(512, low=128, high=10_240)
+
+
+@dataclass(frozen=True)
+class ClickHouseConfig(_Section):
+    """Where ClickHouse is, and who in ClickHouse may read the archive."""
+
+    SECTION: ClassVar[str] = "clickhouse"
+
+    # HTTPS interface of ClickHouse, used by the ingest Lambda (HTTP path). Required with http.
+    url: str = _setting("", pattern=_HTTPS_URL, blank=True, doc="an https:// URL")
+    database: str = _setting("default", pattern=_DB_NAME, doc="a ClickHouse database name")
+    # Name of an existing Secrets Manager secret holding {"username": ..., "password": ...}.
+    secret_name: str = _setting("bxb/clickhouse", pattern=_SECRET_NAME, doc="a Secrets Manager secret name")
+    # Who assumes the S3 read role: ClickHouse Cloud's IAM role ARN, or an account id. Blank = this account.
+    s3_principal: str = _setting("", blank=True)
+    s3_external_id: str = _setting("", pattern=_EXTERNAL_ID, blank=True, doc="2-1224 of [A-Za-z0-9+=,.@:/-]")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.s3_principal and not (_ROLE_ARN.match(self.s3_principal) or _ACCOUNT.match(self.s3_principal)):
+            raise ConfigError(self.key("s3_principal"), "must be an IAM role ARN or a 12-digit account id")
+
+
+@dataclass(frozen=True)
+class AlarmConfig(_Section):
+    """Alarm thresholds and where alarms go."""
+
+    SECTION: ClassVar[str] = "alarms"
+
+    email: str = _setting("", pattern=_EMAIL, blank=True, doc="an e-mail address")
+    # An existing SNS topic for alarm actions; blank = create a KMS-encrypted topic.
+    topic_arn: str = _setting("", pattern=_TOPIC_ARN, blank=True, doc="an SNS topic ARN")
+    period_minutes: int = _setting(5, choices=(1, 5, 10, 15, 30, 60))
+    evaluation_periods: int = _setting(1, low=1, high=24)
+    iterator_age_ms: int = _setting(600_000, low=1_000, high=604_800_000)
+    write_throttles: int = _setting(1, low=1, high=1_000_000)
+    s3_freshness_seconds: int = _setting(1200, low=60, high=86_400)
+    http_freshness_seconds: int = _setting(900, low=60, high=86_400)
+    # Delivery success is the ratio of successful puts; alarm below this.
+    min_success_ratio: float = _setting(1.0, low=0.0, high=1.0)
+    lambda_errors: int = _setting(1, low=1, high=1_000_000)
+    lambda_throttles: int = _setting(1, low=1, high=1_000_000)
+    processing_failed_records: int = _setting(1, low=1, high=1_000_000_000)
+
+
+@dataclass(frozen=True)
+class PipelineConfig(_Section):
+    """Everything the CDK app (and the local runner) needs, validated as a whole."""
+
+    SECTION: ClassVar[str] = ""
+
+    name: str = _setting("bxb-stream", pattern=_NAME, doc="a letter, then letters, digits, '-'; at most 40")
+    delivery: str = _setting("s3", choices=DELIVERY_PATHS)
+    log_retention_days: int = _setting(30, choices=LOG_RETENTION_DAYS)
+    # Version of the public Powertools layer AWSLambdaPowertoolsPythonV3-python312-arm64.
+    powertools_layer_version: int = _setting(27, low=1, high=10_000)
+    transform_memory_mib: int = _setting(512, low=128, high=10_240)
+    transform_timeout_seconds: int = _setting(120, low=10, high=300)
+    rules: EventRules = field(default_factory=EventRules)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    s3: S3PathConfig = field(default_factory=S3PathConfig)
+    http: HttpPathConfig = field(default_factory=HttpPathConfig)
+    clickhouse: ClickHouseConfig = field(default_factory=ClickHouseConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.http_enabled and not self.clickhouse.url:
+            raise ConfigError(ClickHouseConfig.key("url"), f"is required when {self.key('delivery')} includes http")
+        if self.s3_enabled and self.alarms.s3_freshness_seconds <= self.s3.buffer_interval_seconds:
+            raise ConfigError(AlarmConfig.key("s3_freshness_seconds"), "must exceed bxb:s3.buffer_interval_seconds")
+        if self.http_enabled and self.alarms.http_freshness_seconds <= self.http.buffer_interval_seconds:
+            raise ConfigError(AlarmConfig.key("http_freshness_seconds"), "must exceed bxb:http.buffer_interval_seconds")
+        _check_hooks(self.rules.hooks)
+
+    @property
+    def s3_enabled(self) -> bool:
+        return self.delivery in ("s3", "both")
+
+    @property
+    def http_enabled(self) -> bool:
+        return self.delivery in ("http", "both")
+
+    @property
+    def resource_prefix(self) -> str:
+        """Lower-case, underscore form of ``name`` for Glue and ClickHouse identifiers."""
+        return self.name.lower().replace("-", "_")
+
+    def transform_env(self) -> dict[str, str]:
+        """Environment of the transform Lambda (and of a local transform)."""
+        return self.rules.to_env()
+
+    def ingest_env(self) -> dict[str, str]:
+        """The part of the ingest Lambda's environment that comes from config (secrets are added by CDK)."""
+        return {"BXB_CLICKHOUSE_URL": self.clickhouse.url, "BXB_CLICKHOUSE_DATABASE": self.clickhouse.database}
+
+    # --- context mapping ---------------------------------------------------------------------
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> PipelineConfig:
+        """Build from CDK-context-shaped keys; non-``bxb:`` keys (feature flags...) are ignored."""
+        values = {k[len(PREFIX) :]: v for k, v in context.items() if isinstance(k, str) and k.startswith(PREFIX)}
+        known = set(context_keys())
+        for name in values:
+            if PREFIX + name not in known:
+                raise ConfigError(PREFIX + name, "unknown setting (see bxb_stream.deployment.context_keys())")
+        sections: dict[str, Any] = {}
+        for name, section in _SECTIONS.items():
+            sections[name] = _build(
+                section, {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(name + ".")}
+            )
+        top = {k: v for k, v in values.items() if "." not in k}
+        return _build(cls, top, **sections)
+
+    @classmethod
+    def from_cdk_json(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+        """What ``cdk synth`` would build from this ``cdk.json`` (plus ``-c`` style overrides)."""
+        context = dict(json.loads(Path(path).read_text()).get("context", {}))
+        context.update(overrides or {})
+        return cls.from_context(context)
+
+    def to_context(self) -> dict[str, Any]:
+        """The inverse of ``from_context``: every key with its value (JSON types)."""
+        out: dict[str, Any] = {}
+        for f in _scalar_fields(type(self)):
+            out[self.key(f.name)] = getattr(self, f.name)
+        for name, section in _SECTIONS.items():
+            obj = getattr(self, name)
+            for f in _scalar_fields(section):
+                out[_key(name, f.name)] = getattr(obj, f.name)
+        return out
+
+
+_SECTIONS: dict[str, type] = {
+    "rules": EventRules,
+    "stream": StreamConfig,
+    "s3": S3PathConfig,
+    "http": HttpPathConfig,
+    "clickhouse": ClickHouseConfig,
+    "alarms": AlarmConfig,
+}
+
+
+def context_keys() -> tuple[str, ...]:
+    """Every context key ``from_context`` understands."""
+    return tuple(PipelineConfig().to_context())
+
+
+def _key(section_name: str, field_name: str) -> str:
+    return f"{PREFIX}{section_name}.{field_name}"
+
+
+def _scalar_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls) if hints[f.name] in (bool, int, float, str)]
+
+
+def _build(cls: type, raw: Mapping[str, Any], **extra: Any) -> Any:
+    """Coerce context values (JSON or ``-c`` strings) to the field types, then construct ``cls``."""
+    hints = typing.get_type_hints(cls)
+    section = next((n for n, c in _SECTIONS.items() if c is cls), "")
+    kwargs: dict[str, Any] = dict(extra)
+    for name, value in raw.items():
+        key = _key(section, name) if section else f"{PREFIX}{name}"
+        kwargs[name] = _coerce(key, value, hints[name])
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if cls is EventRules:  # EventRules names its own fields; name the context key instead
+            raise ConfigError(f"{PREFIX}rules.{exc.key}", str(exc).split(": ", 1)[1]) from None
+        raise
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if not isinstance(value, str) or kind is str:
+        return value  # JSON-typed already (or a string field): validated by the dataclass
+    text = value.strip()
+    if kind is bool:
+        if text.lower() in ("true", "1"):
+            return True
+        if text.lower() in ("false", "0"):
+            return False
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+
+
+def _check_hooks(spec: str) -> None:
+    """Hooks run inside the transform Lambda, whose asset ships only the bxb_stream package."""
+    from bxb_stream.transform.hooks import HookConfigError, load_hooks
+
+    key = f"{PREFIX}rules.hooks"
+    for entry in (part.strip() for part in spec.split(",")):
+        if entry and entry.partition(":")[0].split(".")[0] != "bxb_stream":
+            raise ConfigError(key, f"hook {entry!r} must live in the bxb_stream package (the only one deployed)")
+    try:
+        load_hooks(spec)
+    except HookConfigError as exc:
+        raise ConfigError(key, str(exc)) from None
