@@ -1,0 +1,157 @@
+"""Record format conversion: JSON lines -> Parquet (Snappy), reading JSON as the OpenX JSON SerDe does.
+
+OpenX semantics followed here:
+- one JSON object per record (a trailing newline is fine); an array or scalar is malformed;
+- keys are matched case-insensitively (lower-cased); keys without a column are ignored;
+- a missing key or JSON null is null;
+- timestamp columns take epoch milliseconds (integer, or a string of digits) or a
+  timestamp string (``yyyy-MM-dd HH:mm:ss[.fff]`` or ISO 8601), UTC;
+- decimal columns take numbers or numeric strings, rounded half-up to the scale;
+- string columns take strings; other JSON values are stored as their JSON text;
+- double columns take numbers or numeric strings.
+A value that cannot convert fails that record only (``format-conversion-failed``).
+
+One deliberate difference: the Glue table makes every column nullable, but our
+Arrow schema (the one ClickHouse reads) does not, so a null in a non-nullable
+column fails the record here instead of being written as null.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
+
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-18)
+_DECIMAL_LIMIT = Decimal(10) ** 20
+_decode = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder()
+
+
+class ConversionError(ValueError):
+    """The record cannot be converted; ``code`` is Firehose's error code."""
+
+    def __init__(self, message: str, code: str = "DataFormatConversion.MalformedData") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _json_text(value: Any) -> str:
+    return value if type(value) is str else _encode.encode(value).decode()
+
+
+def _timestamp(value: Any) -> int:
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ConversionError(f"timestamp {value!r} is not finite")
+        return int(value)
+    if kind is str:
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+        except ValueError:
+            raise ConversionError(f"cannot parse {value!r} as a timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise ConversionError(f"a {kind.__name__} cannot be a timestamp")
+
+
+def _double(value: Any) -> float:
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is str:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConversionError(f"cannot parse {value!r} as a double") from None
+    raise ConversionError(f"a {kind.__name__} cannot be a double")
+
+
+def _decimal(value: Any) -> Decimal:
+    kind = type(value)
+    if kind not in (str, int, float):
+        raise ConversionError(f"a {kind.__name__} cannot be a decimal")
+    try:
+        number = Decimal(value.strip() if kind is str else repr(value))
+        if not number.is_finite():
+            raise InvalidOperation
+        number = number.quantize(_DECIMAL_QUANTUM, rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        raise ConversionError(f"cannot parse {value!r} as decimal(38,18)") from None
+    if abs(number) >= _DECIMAL_LIMIT:
+        raise ConversionError(f"{value!r} does not fit decimal(38,18)")
+    return number
+
+
+_CONVERT = {
+    Kind.STRING: _json_text,
+    Kind.JSON: _json_text,
+    Kind.TIMESTAMP_MS: _timestamp,
+    Kind.FLOAT: _double,
+    Kind.DECIMAL: _decimal,
+}
+_COLUMNS = tuple((f.name, _CONVERT[f.kind], f.nullable) for f in FIELDS)
+
+
+def convert_record(data: bytes) -> tuple[Any, ...]:
+    """One record -> one row of column values, or ``ConversionError``."""
+    try:
+        obj = _decode.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ConversionError(f"not valid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise ConversionError(f"expected a JSON object, got a JSON {type(obj).__name__}")
+    if any(not k.islower() and k != k.lower() for k in obj):  # OpenX matches keys lower-cased
+        obj = {k.lower(): v for k, v in obj.items()}
+    row = []
+    for name, convert, nullable in _COLUMNS:
+        value = obj.get(name)
+        if value is None:
+            if not nullable:
+                raise ConversionError(f"column {name!r} is null or missing")
+            row.append(None)
+            continue
+        try:
+            row.append(convert(value))
+        except ConversionError as exc:
+            raise ConversionError(f"column {name!r}: {exc}", exc.code) from None
+    return tuple(row)
+
+
+class ParquetBuffer:
+    """Converted rows of one future object, kept column-wise."""
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self) -> None:
+        self.columns: list[list[Any]] = [[] for _ in _COLUMNS]
+        self.rows = 0
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        for column, value in zip(self.columns, row, strict=True):
+            column.append(value)
+        self.rows += 1
+
+    def to_parquet(self) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = arrow_schema()
+        arrays = [pa.array(column, type=f.type) for column, f in zip(self.columns, schema, strict=True)]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="snappy")
+        return sink.getvalue()

@@ -1,0 +1,256 @@
+"""A delivery stream: Kinesis source -> transform processor -> one destination (S3 or HTTP).
+
+``poll_once`` does one bounded round: read what is due, invoke the processor on full
+(or timed-out) buffers, route each record to the destination, the error output or
+nowhere (Dropped), flush destination buffers that are due, then save checkpoints.
+Every record read ends in exactly one of: delivered, dropped, an error output
+(by code), backed up (HTTP), or still in flight - ``DeliveryStats.balanced``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bxb_stream.config import EventRules
+from bxb_stream.firehose.checkpoint import CheckpointStore
+from bxb_stream.firehose.clock import Clock, SystemClock
+from bxb_stream.firehose.http import HttpDestination
+from bxb_stream.firehose.processor import Handler, Processor, record_cost
+from bxb_stream.firehose.records import Failure, Record
+from bxb_stream.firehose.s3 import ErrorOutput, S3Destination, S3Writer
+from bxb_stream.firehose.settings import DeliveryStreamSettings
+from bxb_stream.firehose.source import KinesisSource
+
+IDLE_SLEEP_MAX_S = 0.2
+
+
+@dataclass
+class DeliveryStats:
+    records_read: int = 0  # user records, after KPL de-aggregation
+    kinesis_records_read: int = 0
+    skipped_already_settled: int = 0  # re-read after a restart, settled by the previous run
+    transformed_ok: int = 0
+    dropped: int = 0
+    processing_failed: int = 0
+    delivered: int = 0
+    error_records: Counter[str] = field(default_factory=Counter)  # error output, by error code
+    error_outputs: Counter[str] = field(default_factory=Counter)  # error output, by error-output type
+    backed_up: Counter[str] = field(default_factory=Counter)  # HTTP backup, by error code
+    transform_reasons: Counter[str] = field(default_factory=Counter)  # the transform's drop/reject codes
+    late: int = 0
+    invocations: int = 0
+    failed_invocations: int = 0
+    objects_written: int = 0
+    http_requests: int = 0
+    in_flight: int = 0  # read, not yet settled
+
+    @property
+    def settled(self) -> int:
+        return self.delivered + self.dropped + sum(self.error_records.values()) + sum(self.backed_up.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_read == self.settled + self.in_flight
+
+
+class DeliveryStream:
+    def __init__(
+        self,
+        settings: DeliveryStreamSettings,
+        *,
+        handler: Handler | None = None,
+        rules: EventRules | None = None,
+        kinesis_client: Any = None,
+        s3_client: Any = None,
+        data_dir: str | Path | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        initial_position: str = "TRIM_HORIZON",
+    ) -> None:
+        self.settings = settings
+        self.clock = clock = clock or SystemClock()
+        rng = rng or random.Random()
+        if handler is None:
+            from bxb_stream.transform import Transformer
+
+            handler = Transformer(rules or EventRules(), clock=clock.time).process
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client(
+                "s3", region_name=settings.source.region, endpoint_url=settings.source.endpoint_url
+            )
+        path = Path(data_dir) / f"checkpoints-{settings.name}.json" if data_dir is not None else None
+        self.checkpoints = CheckpointStore(path)
+        self.source = KinesisSource(
+            settings.source,
+            self.checkpoints,
+            client=kinesis_client,
+            monotonic=clock.monotonic,
+            initial_position=initial_position,
+        )
+        self.processor = Processor(
+            settings.processor,
+            handler,
+            delivery_stream_arn=settings.arn,
+            source_stream_arn=settings.source_arn,
+            region=settings.region,
+            wall=clock.time,
+            sleep=clock.sleep,
+        )
+        lambda_arn = settings.processor.lambda_arn
+        self.destination: S3Destination | HttpDestination
+        if settings.s3 is not None:
+            self.writer = S3Writer(s3_client, settings.s3.bucket, sleep=clock.sleep)
+            self.errors = ErrorOutput(
+                self.writer, settings.s3.error_prefix, stream_name=settings.name, version=settings.version,
+                lambda_arn=lambda_arn, rng=rng,
+            )  # fmt: skip
+            self.destination = S3Destination(
+                settings.s3, self.writer, self.errors, stream_name=settings.name, version=settings.version,
+                monotonic=clock.monotonic, rng=rng,
+            )  # fmt: skip
+            self.backup: ErrorOutput | None = None
+        else:
+            assert settings.http is not None
+            self.writer = S3Writer(s3_client, settings.http.backup_bucket, sleep=clock.sleep)
+            self.errors = ErrorOutput(
+                self.writer, settings.http.backup_error_prefix, stream_name=settings.name,
+                version=settings.version, lambda_arn=lambda_arn, rng=rng,
+            )  # fmt: skip
+            self.backup = ErrorOutput(
+                self.writer, settings.http.backup_prefix, stream_name=settings.name, version=settings.version, rng=rng
+            )
+            self.destination = HttpDestination(
+                settings.http, self.backup, source_arn=settings.arn, monotonic=clock.monotonic, wall=clock.time,
+                sleep=clock.sleep, rng=rng,
+            )  # fmt: skip
+        self._pending: list[Record] = []
+        self._pending_cost = 0
+        self._pending_since: float | None = None
+        self._stopped = False
+
+    # ------------------------------------------------------------------ one round
+    def poll_once(self) -> int:
+        """Read, process and deliver what is due; returns how many user records were read."""
+        read: list[Record] = []
+        limit = self.processor.limit
+        if not self._stopped and self._pending_cost < 2 * limit:  # bounded read-ahead
+            read = self.source.poll(self.settings.source.get_records_limit)
+            if read:
+                if self._pending_since is None:
+                    self._pending_since = self.clock.monotonic()
+                self._pending.extend(read)
+                self._pending_cost += sum(record_cost(r) for r in read)
+        self._process(force=False)
+        self.destination.flush_due()
+        self.checkpoints.save()
+        return len(read)
+
+    def _process(self, *, force: bool) -> None:
+        if not self._pending:
+            return
+        batches = self.processor.batches(self._pending)
+        due = force or (
+            self._pending_since is not None
+            and self.clock.monotonic() - self._pending_since >= self.settings.processor.buffer_interval_s
+        )
+        last_full = sum(record_cost(r) for r in batches[-1]) >= self.processor.limit
+        run = batches if due or last_full else batches[:-1]
+        done = 0
+        for batch in run:
+            self._route(batch)
+            done += len(batch)
+        if done:
+            del self._pending[:done]
+            self._pending_cost = sum(record_cost(r) for r in self._pending)
+            self._pending_since = None if not self._pending else self._pending_since
+
+    def _route(self, batch: list[Record]) -> None:
+        outcome = self.processor.process(batch)
+        for record in outcome.dropped:
+            record.resolve()
+        failures: list[Failure] = list(outcome.failed)
+        add = self.destination.add
+        for record, data, keys in outcome.ok:
+            failure = add(record, data, keys)
+            if failure is not None:
+                failures.append(failure)
+        if failures:
+            self.errors.write(failures)
+
+    # ------------------------------------------------------------------ control
+    def flush(self) -> None:
+        """Process everything read and write every buffer now (as at the end of a buffer interval)."""
+        self._process(force=True)
+        self.destination.flush_all()
+        self.checkpoints.save()
+
+    def next_wakeup_in(self) -> float:
+        waits = [self.source.next_poll_in()]
+        if self._pending_since is not None:
+            waits.append(self._pending_since + self.settings.processor.buffer_interval_s - self.clock.monotonic())
+        dest = self.destination.next_due_in()
+        if dest is not None:
+            waits.append(dest)
+        return max(0.0, min(waits))
+
+    def run_until(self, predicate: Callable[[DeliveryStream], bool] | None = None, timeout_s: float = 60.0) -> bool:
+        """Poll until ``predicate(self)`` holds (True), or timeout/stop (False)."""
+        deadline = self.clock.monotonic() + timeout_s
+        while not self._stopped:
+            read = self.poll_once()
+            if predicate is not None and predicate(self):
+                return True
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                return False
+            if read == 0:
+                self.clock.sleep(min(self.next_wakeup_in(), IDLE_SLEEP_MAX_S, remaining))
+        return False
+
+    def stop(self) -> None:
+        """Stop reading; a ``run_until`` in another thread returns after its current round."""
+        self._stopped = True
+
+    def close(self) -> None:
+        """Graceful shutdown: deliver what is buffered, then release the HTTP connection."""
+        self.stop()
+        self.flush()
+        if isinstance(self.destination, HttpDestination):
+            self.destination.close()
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def stats(self) -> DeliveryStats:
+        source, proc = self.source.stats, self.processor.stats
+        errors = self.errors.stats
+        stats = DeliveryStats(
+            records_read=source.user_records,
+            kinesis_records_read=source.kinesis_records,
+            skipped_already_settled=source.skipped_already_settled,
+            transformed_ok=proc.ok,
+            dropped=proc.dropped,
+            processing_failed=proc.failed,
+            error_records=Counter(errors.records),
+            error_outputs=Counter(errors.by_output_type),
+            transform_reasons=Counter(proc.reasons),
+            late=proc.late,
+            invocations=proc.invocations,
+            failed_invocations=proc.failed_invocations,
+        )
+        dest = self.destination
+        if isinstance(dest, S3Destination):
+            stats.delivered = dest.stats.delivered
+        else:
+            stats.delivered = dest.stats.delivered
+            stats.backed_up = Counter(dest.stats.backed_up)
+            stats.http_requests = dest.stats.requests
+        stats.objects_written = self.writer.objects
+        stats.in_flight = sum(ledger.unresolved for ledger in self.checkpoints.ledgers.values())
+        return stats
