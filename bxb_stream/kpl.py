@@ -280,14 +280,19 @@ class Aggregator:
             if OVERHEAD + self._body + self._outer_pk_bytes + grow <= self.max_size:
                 self._append(pk, ehk, pk_index, ehk_index, new_pk, new_ehk, inner, inner_len, data, grow)
                 return None
-            # Full: emit, then the record starts the next aggregate (its sizes change: fresh tables).
+            # Full: check the record fits an empty aggregate (else raise, keeping ours), emit, start afresh.
+            first = self._encode_first(record)
             out = self.flush()
-            self._add_first(record)
+            self._append(pk, ehk, 0, None if ehk is None else 0, *first)
+            self._set_outer(record)
             return out
-        self._add_first(record)
+        first = self._encode_first(record)
+        self._append(pk, ehk, 0, None if ehk is None else 0, *first)
+        self._set_outer(record)
         return None
 
-    def _add_first(self, record: UserRecord) -> None:
+    def _encode_first(self, record: UserRecord) -> tuple[bytes, bytes, bytes, int, bytes, int]:
+        """Encode a record as the first of a fresh aggregate; raise if it cannot fit. No side effects."""
         pk, ehk, data = record.partition_key, record.explicit_hash_key, record.data
         pk_bytes = pk.encode()
         new_pk = _PK_TABLE + _varint(len(pk_bytes)) + pk_bytes
@@ -302,13 +307,15 @@ class Aggregator:
             inner = _R_PK_INDEX + b"\x00" + _R_EHK_INDEX + b"\x00" + _R_DATA + _varint(len(data))
         inner_len = len(inner) + len(data)
         grow += 1 + _varint_size(inner_len) + inner_len
-        outer_pk_bytes = len(pk_bytes) if self._count_pk else 0
-        if OVERHEAD + grow + outer_pk_bytes > self.max_size:
-            raise RecordTooLargeError(OVERHEAD + grow + outer_pk_bytes, self.max_size)
-        self._outer_pk = pk
-        self._outer_ehk = ehk
-        self._outer_pk_bytes = outer_pk_bytes
-        self._append(pk, ehk, 0, None if ehk is None else 0, new_pk, new_ehk, inner, inner_len, data, grow)
+        total = OVERHEAD + grow + (len(pk_bytes) if self._count_pk else 0)
+        if total > self.max_size:
+            raise RecordTooLargeError(total, self.max_size)
+        return new_pk, new_ehk, inner, inner_len, data, grow
+
+    def _set_outer(self, record: UserRecord) -> None:
+        self._outer_pk = record.partition_key
+        self._outer_ehk = record.explicit_hash_key
+        self._outer_pk_bytes = len(record.partition_key.encode()) if self._count_pk else 0
 
     def _append(
         self,
