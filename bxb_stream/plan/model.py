@@ -96,8 +96,8 @@ class Pipeline:
     def __post_init__(self) -> None:
         _in_range("--processor-buffer-seconds", self.processor_buffer_seconds, 0, 900)
         _in_range("--processor-buffer-mib", self.processor_buffer_mib, 0.2, 3)
-        # Parquet conversion raises Firehose's minimum buffer size to 64 MiB.
-        _in_range("--s3-buffer-seconds", self.s3_buffer_seconds, 0, 900)
+        # Parquet conversion raises the minimum buffer size to 64 MiB; dynamic partitioning the interval to 60 s.
+        _in_range("--s3-buffer-seconds", self.s3_buffer_seconds, 60, 900)
         _in_range("--s3-buffer-mib", self.s3_buffer_mib, 64, 128)
         _in_range("--http-buffer-seconds", self.http_buffer_seconds, 0, 900)
         _in_range("--http-buffer-mib", self.http_buffer_mib, 1, 64)

@@ -1,0 +1,107 @@
+"""Firehose, Lambda, S3 and latency: each charge follows its driver."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bxb_stream.plan.compute import _poll_schedule, plan
+from bxb_stream.plan.model import Pipeline, Workload
+from bxb_stream.plan.prices import PriceSheet
+
+SEED = Workload(events_per_sec=10_000, avg_bytes=1024)
+
+
+def items(section: object) -> dict[str, float]:
+    return {line.item: line.usd for line in section.lines}  # type: ignore[attr-defined]
+
+
+def test_firehose_rounds_each_record_to_5_kb(prices: PriceSheet) -> None:
+    one_kb = plan(SEED, Pipeline(), prices).firehose.lines[0]
+    five_kb = plan(replace(SEED, avg_bytes=5 * 1024), Pipeline(), prices).firehose.lines[0]
+    assert one_kb.quantity == pytest.approx(five_kb.quantity)
+    # 2 streams x 10k records/s x 5 KiB x 2,628,000 s.
+    assert one_kb.quantity == pytest.approx(2 * 10_000 * 5 * 1024 * 2_628_000 / 2**30)
+
+
+def test_firehose_charges_per_path(prices: PriceSheet) -> None:
+    both = items(plan(SEED, Pipeline(), prices).firehose)
+    http = plan(replace(SEED, paths=("http",)), Pipeline(), prices).firehose
+    assert len(http.lines) == 1  # ingestion only: no conversion, no dynamic partitioning
+    assert http.total == pytest.approx(next(iter(both.values())) / 2)
+    assert {"format conversion to Parquet", "dynamic partitioning, data", "dynamic partitioning, objects"} <= set(both)
+
+
+def test_firehose_tiers_price_the_account_total(prices: PriceSheet) -> None:
+    assert prices.tiered_cost("firehose.ingest_gb", 1000) == pytest.approx(29.0)
+    assert prices.tiered_cost("firehose.ingest_gb", 512_000 + 1000) == pytest.approx(512_000 * 0.029 + 25.0)
+
+
+def test_aggregation_cuts_firehose_ingestion(prices: PriceSheet) -> None:
+    plain = plan(SEED, Pipeline(), prices)
+    packed = plan(replace(SEED, aggregate=True), Pipeline(), prices)
+    assert packed.firehose.total < plain.firehose.total / 3
+    assert packed.total() < plain.total()
+
+
+def test_lambda_duration_follows_the_benchmark_figure(prices: PriceSheet) -> None:
+    fast = plan(SEED, Pipeline(), prices)
+    slow = plan(SEED, Pipeline(transform_rps=75_000), prices)
+    t_fast = next(u for u in fast.lambda_use if u.function == "transform (s3)")
+    t_slow = next(u for u in slow.lambda_use if u.function == "transform (s3)")
+    assert t_fast.invocations_per_month == t_slow.invocations_per_month
+    per_call_work = t_fast.events_per_invocation / 150_000
+    assert t_slow.gb_seconds_per_month - t_fast.gb_seconds_per_month == pytest.approx(
+        t_fast.invocations_per_month * per_call_work
+    )
+    assert {u.function for u in fast.lambda_use} == {"transform (s3)", "transform (http)", "ingest (http)"}
+    s3_only = plan(replace(SEED, paths=("s3",)), Pipeline(), prices)
+    assert [u.function for u in s3_only.lambda_use] == ["transform (s3)"]
+
+
+def test_s3_storage_follows_lifecycle_and_ratio(prices: PriceSheet) -> None:
+    short = items(plan(SEED, Pipeline(archive_days=30), prices).s3)
+    year = plan(SEED, Pipeline(), prices).s3
+    assert not any("IA" in k or "Glacier" in k for k in short)
+    kinds = [line.item for line in year.lines]
+    assert any("Standard-IA" in k for k in kinds) and any("Glacier instant" in k for k in kinds)
+    daily_gb = 10_000 * 1024 * 0.15 * 86_400 / 2**30
+    assert year.lines[0].quantity == pytest.approx(30 * daily_gb)
+    double = plan(SEED, Pipeline(parquet_ratio=0.3), prices).s3
+    assert double.lines[0].usd == pytest.approx(2 * year.lines[0].usd)
+    assert plan(replace(SEED, paths=("http",)), Pipeline(), prices).s3.total == 0
+
+
+def test_s3_objects_by_size_or_interval(prices: PriceSheet) -> None:
+    busy = items(plan(SEED, Pipeline(), prices).s3)["PUT requests (Parquet objects)"]
+    quiet = plan(Workload(events_per_sec=10, avg_bytes=1024), Pipeline(), prices).s3
+    quiet_puts = next(line for line in quiet.lines if line.item.startswith("PUT"))
+    # Quiet: 2 partitions flush every 300 s -> 2 x 730 h x 12 objects.
+    assert quiet_puts.quantity == pytest.approx(2 * 730 * 12)
+    assert busy > quiet_puts.usd
+
+
+def test_s3queue_poll_backoff() -> None:
+    p = Pipeline()
+    assert _poll_schedule(0.5, p) == (1, 1.0)
+    assert _poll_schedule(6.5, p) == (4, 4.0)  # polls at 1, 3, 6, 10 s
+    assert _poll_schedule(300, p)[1] == 10.0  # backed off to the maximum
+    assert _poll_schedule(300, Pipeline(s3queue_poll_backoff_ms=0)) == (300, 1.0)
+
+
+def test_latency_paths(prices: PriceSheet) -> None:
+    lat = {p.path: p for p in plan(SEED, Pipeline(), prices).latency}
+    assert set(lat) == {"s3", "http"}
+    assert lat["http"].worst_s < lat["s3"].p50_s  # the HTTP path is the fast one
+    for path in lat.values():
+        assert 0 < path.p50_s <= path.worst_s
+    quiet = {p.path: p for p in plan(Workload(events_per_sec=1, avg_bytes=200), Pipeline(), prices).latency}
+    s3_buffer = next(s for s in quiet["s3"].stages if s.name.startswith("Firehose S3 buffer"))
+    assert s3_buffer.worst_s == 300  # a trickle waits for the interval, not the size
+    assert quiet["s3"].worst_s > 300 + 60  # plus the processor's 60 s interval
+
+
+def test_headroom_note(prices: PriceSheet) -> None:
+    assert plan(SEED, Pipeline(), prices).notes
+    assert not plan(replace(SEED, headroom=0.3), Pipeline(), prices).notes
