@@ -59,7 +59,7 @@ def comparison_line(p: Plan) -> str:
     pct = k.saving / dear.total if dear.total else 0.0
     other = "on-demand" if k.cheaper_mode == "provisioned" else "provisioned"
     return (
-        f"Kinesis {k.cheaper_mode} is cheaper than {other} by ${k.saving:,.2f}/month ({pct:.0%}): "
+        f"Kinesis {k.cheaper_mode} is cheaper than {other} by ${k.saving:,.2f}/month ({pct:.0%} less): "
         f"${cheap.total:,.2f} vs ${dear.total:,.2f}."
     )
 
