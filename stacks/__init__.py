@@ -1,0 +1,1 @@
+"""CDK constructs and stacks for bxb-stream (see app.py and bxb_stream.deployment)."""

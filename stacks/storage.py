@@ -1,0 +1,206 @@
+"""The Parquet archive: bucket, access-log bucket, Glue schema table, and ClickHouse's read role."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, S3PathConfig
+from bxb_stream.events.schema import glue_columns
+from stacks.nag import acknowledge
+
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+GLACIER_CLASSES = {
+    "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+    "GLACIER": s3.StorageClass.GLACIER,
+    "DEEP_ARCHIVE": s3.StorageClass.DEEP_ARCHIVE,
+}
+
+
+def archive_lifecycle(config: S3PathConfig) -> list[s3.LifecycleRule]:
+    """Standard -> Infrequent Access -> Glacier; old versions and stray multipart uploads expire."""
+    return [
+        s3.LifecycleRule(
+            id="archive",
+            transitions=[
+                s3.Transition(
+                    storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                    transition_after=Duration.days(config.infrequent_access_days),
+                ),
+                s3.Transition(
+                    storage_class=GLACIER_CLASSES[config.glacier_storage_class],
+                    transition_after=Duration.days(config.glacier_days),
+                ),
+            ],
+            expiration=Duration.days(config.expiration_days) if config.expiration_days else None,
+            noncurrent_version_expiration=Duration.days(config.noncurrent_expiration_days),
+            abort_incomplete_multipart_upload_after=Duration.days(7),
+        )
+    ]
+
+
+class ArchiveStorage(Construct):
+    """SSE-KMS, versioned, TLS-only, private bucket with server access logging."""
+
+    def __init__(self, scope: Construct, id: str, *, config: S3PathConfig) -> None:
+        super().__init__(scope, id)
+        # Server access logs can only be delivered to an SSE-S3 bucket (not SSE-KMS).
+        self.log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-logs",
+                    expiration=Duration.days(config.access_log_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.log_bucket,
+            {"AwsSolutions-S1": "This is the access-log target; logging it into itself would loop."},
+        )
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="bxb-stream: encrypts the Parquet archive and delivery backups",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,  # fewer KMS calls for Firehose's many small objects
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="archive/",
+            lifecycle_rules=archive_lifecycle(config),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+
+class EventsTable(Construct):
+    """Glue database + table: the schema Firehose converts JSON to Parquet with.
+
+    Columns come from ``bxb_stream.events.schema.glue_columns()`` only. The table declares no
+    partition keys: Firehose's prefixes repeat ``organization_id`` (a data column) and Hive
+    forbids a partition named like a column; the table exists for the conversion schema.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, database_name: str, bucket: s3.IBucket) -> None:
+        super().__init__(scope, id)
+        account = Stack.of(self).account
+        self.database_name = database_name
+        self.table_name = "events"
+        self.database = glue.CfnDatabase(
+            self,
+            "Database",
+            catalog_id=account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=database_name, description="bxb-stream billing events"
+            ),
+        )
+        self.table = glue.CfnTable(
+            self,
+            "Table",
+            catalog_id=account,
+            database_name=database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=self.table_name,
+                description="Normalised billing events (Parquet, written by Firehose)",
+                table_type="EXTERNAL_TABLE",
+                parameters={"classification": "parquet"},
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=[glue.CfnTable.ColumnProperty(**column) for column in glue_columns()],
+                    location=f"s3://{bucket.bucket_name}/{PARQUET_PREFIXES[0]}",
+                    input_format=PARQUET_INPUT,
+                    output_format=PARQUET_OUTPUT,
+                    serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE),
+                ),
+            ),
+        )
+        self.table.add_dependency(self.database)
+
+
+def clickhouse_principal(config: ClickHouseConfig) -> iam.IPrincipal:
+    """ClickHouse Cloud's role (or an account); this account when unset, so synth works out of the box."""
+    if config.s3_principal.startswith("arn:"):
+        principal: iam.PrincipalBase = iam.ArnPrincipal(config.s3_principal)
+    elif config.s3_principal:
+        principal = iam.AccountPrincipal(config.s3_principal)
+    else:
+        principal = iam.AccountRootPrincipal()
+    if config.s3_external_id:
+        return principal.with_conditions({"StringEquals": {"sts:ExternalId": config.s3_external_id}})
+    return principal
+
+
+class ClickHouseReadRole(Construct):
+    """A role ClickHouse assumes to read the Parquet prefixes (and nothing else) of the archive."""
+
+    def __init__(self, scope: Construct, id: str, *, config: ClickHouseConfig, storage: ArchiveStorage) -> None:
+        super().__init__(scope, id)
+        bucket, region = storage.bucket, Stack.of(self).region
+        object_arns = [bucket.arn_for_objects(f"{prefix}*") for prefix in PARQUET_PREFIXES]
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=clickhouse_principal(config),
+            description="ClickHouse reads bxb-stream Parquet (events/, late/) for S3Queue",
+            max_session_duration=Duration.hours(1),
+        )
+        self.policy = iam.Policy(
+            self,
+            "Read",
+            statements=[
+                iam.PolicyStatement(sid="ReadParquet", actions=["s3:GetObject"], resources=object_arns),
+                iam.PolicyStatement(
+                    sid="ListParquetPrefixes",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in PARQUET_PREFIXES]}},
+                ),
+                iam.PolicyStatement(
+                    sid="BucketLocation", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptViaS3",
+                    actions=["kms:Decrypt"],
+                    resources=[storage.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+                ),
+            ],
+        )
+        self.policy.attach_to_role(self.role)
+        acknowledge(
+            self.policy,
+            {
+                f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]": (
+                    f"S3Queue reads every Parquet object Firehose writes under {prefix}; object keys are "
+                    "generated (partitions + random names), so a prefix is the narrowest possible scope."
+                )
+                for prefix in PARQUET_PREFIXES
+            },
+        )
+
+
+def _logical(bucket: s3.IBucket) -> str:
+    return Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
