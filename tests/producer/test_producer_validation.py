@@ -1,0 +1,163 @@
+"""Validation at the edge: bad events are refused at once and never cost a PutRecords call."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bxb_stream.config import EventRules
+from bxb_stream.events.validate import EventError
+from bxb_stream.producer import Producer, ProducerClosedError
+from bxb_stream.producer.synthetic import Expect, generate
+
+GOOD = {"transaction_id": "t1", "external_customer_id": "c1", "code": "api_calls"}
+
+
+def _producer(client: Any, **kw: Any) -> Producer:
+    return Producer("s", client=client, linger_ms=None, **kw)
+
+
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        ({"external_customer_id": "c", "transaction_id": "t"}, "missing_field:code"),
+        (GOOD | {"timestmap": 1_700_000_000}, "unknown_field:timestmap"),
+        (GOOD | {"timestamp": "yesterday"}, "bad_timestamp"),
+        (GOOD | {"external_customer_id": 42}, "wrong_type:external_customer_id"),
+        (GOOD | {"ingested_at": 1}, "reserved_field:ingested_at"),
+        (GOOD | {"organization_id": "someone-else"}, "organization_mismatch"),
+        (b'{"transaction_id": "t1", "external_', "not_json"),
+        ("[1, 2]", "not_object"),
+        (GOOD | {"properties": {"p": "v" * 70_000}}, "properties_too_large"),
+        (GOOD | {"value": object()}, "wrong_type:value"),
+    ],
+)
+def test_bad_event_raises_its_specific_error_and_sends_nothing(stub: Any, event: Any, code: str) -> None:
+    client = stub()
+    producer = _producer(client)
+    with pytest.raises(EventError) as info:
+        producer.put(event)
+    assert info.value.code == code
+    assert producer.flush() == []
+    assert client.calls == []
+    assert producer.stats.rejected == 1 and producer.stats.events == 0
+
+
+def test_every_synthetic_invalid_kind_is_rejected_with_its_expected_code(stub: Any) -> None:
+    client = stub()
+    producer = _producer(client)
+    now = time.time_ns() // 1_000_000
+    kinds = set()
+    for event, expect in generate(600, seed=11, invalid_share=1.0, now_ms=now):
+        with pytest.raises(EventError) as info:
+            producer.put(event)
+        assert info.value.code == expect.error_code
+        kinds.add(expect.error_code)
+    assert len(kinds) == 10
+    producer.flush()
+    assert client.calls == []
+
+
+def test_put_many_returns_rejections_and_sends_the_rest(stub: Any) -> None:
+    client = stub()
+    seen: list[tuple[Any, str]] = []
+    producer = _producer(client, on_invalid=lambda ev, err: seen.append((ev, err.code)))
+    bad = GOOD | {"timestmap": 1}
+    rejections = producer.put_many([GOOD, bad, GOOD | {"transaction_id": "t2"}])
+    assert [(r.index, r.event, r.error.code) for r in rejections] == [(1, bad, "unknown_field:timestmap")]
+    assert seen == [(bad, "unknown_field:timestmap")]
+    assert producer.put(bad) is False  # with on_invalid, put reports instead of raising
+    producer.flush()
+    assert len(client.stored) == 2
+
+
+def test_original_json_is_sent_not_the_normalised_form(stub: Any) -> None:
+    client = stub()
+    producer = _producer(client)
+    event = GOOD | {"timestamp": "2024-05-01T10:00:00+02:00", "decimal_value": Decimal("1.50"), "value": 3}
+    producer.put(event)
+    producer.put(b' {"transaction_id":"t9","external_customer_id":"c9","code":"x"} ')
+    producer.flush()
+    assert client.stored[0]["Data"] == (
+        b'{"transaction_id":"t1","external_customer_id":"c1","code":"api_calls",'
+        b'"timestamp":"2024-05-01T10:00:00+02:00","decimal_value":1.50,"value":3}'
+    )
+    assert client.stored[0]["PartitionKey"] == "c1"
+    assert client.stored[1]["Data"] == b' {"transaction_id":"t9","external_customer_id":"c9","code":"x"} '
+
+
+def test_validate_false_sends_invalid_events_keyed_by_content(stub: Any) -> None:
+    client = stub()
+    producer = _producer(client, validate=False)
+    producer.put_many([{"code": "x"}, b"not json at all", GOOD])
+    producer.flush()
+    keys = [r["PartitionKey"] for r in client.stored]
+    assert len(keys) == 3 and keys[2] == "c1" and len(keys[0]) == len(keys[1]) == 32
+
+
+def test_rules_apply_at_the_edge(stub: Any) -> None:
+    producer = _producer(stub(), rules=EventRules(organization_id="acme"))
+    producer.put(GOOD | {"organization_id": "acme"})
+    with pytest.raises(EventError, match="organization_mismatch"):
+        producer.put(GOOD | {"organization_id": "other"})
+
+
+def test_partition_key_options(stub: Any) -> None:
+    client = stub()
+    by_field = _producer(client, partition_key="transaction_id")
+    by_field.put(GOOD)
+    by_field.flush()
+    by_fn = _producer(client, partition_key=lambda e: f"{e['code']}:{e['external_customer_id']}")
+    by_fn.put(GOOD)
+    by_fn.flush()
+    fixed = _producer(client, explicit_hash_key=2**127)
+    fixed.put(GOOD)
+    fixed.flush()
+    by_ehk_fn = _producer(client, explicit_hash_key=lambda e: 7)
+    by_ehk_fn.put(GOOD)
+    by_ehk_fn.flush()
+    assert [(r["PartitionKey"], r.get("ExplicitHashKey")) for r in client.stored] == [
+        ("t1", None),
+        ("api_calls:c1", None),
+        ("c1", str(2**127)),
+        ("c1", "7"),
+    ]
+    bad_key = _producer(client, partition_key=lambda e: "")
+    with pytest.raises(EventError, match="bad_partition_key"):
+        bad_key.put(GOOD)
+    with pytest.raises(ValueError):
+        _producer(client, explicit_hash_key=2**128)
+
+
+def test_closed_producer_refuses_puts(stub: Any) -> None:
+    producer = _producer(stub())
+    producer.close()
+    with pytest.raises(ProducerClosedError):
+        producer.put(GOOD)
+    assert producer.close() == []
+
+
+def test_synthetic_generator_is_seeded_skewed_and_tagged() -> None:
+    now = 1_750_000_000_000
+    first = list(generate(3000, seed=5, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
+    assert first == list(generate(3000, seed=5, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
+    assert first != list(generate(3000, seed=6, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
+    kinds = [e.kind for _, e in first]
+    for kind in Expect:
+        assert 0.02 < kinds.count(kind) / len(kinds) < (0.9 if kind is Expect.STORED else 0.09)
+    valid = [e for _, e in first if e.kind is Expect.STORED]
+    counts: dict[str, int] = {}
+    for e in valid:
+        counts[e.external_customer_id] = counts.get(e.external_customer_id, 0) + 1
+    top = sorted(counts.values(), reverse=True)
+    assert top[0] > 10 * len(valid) / 1000  # Zipf: the busiest customer far above a uniform share
+    assert len({e.code for e in valid}) == 5
+    originals = {e.transaction_id for e in valid} | {e.transaction_id for _, e in first if e.kind is Expect.LATE}
+    assert all(e.transaction_id in originals for _, e in first if e.kind is Expect.DUPLICATE)
+    late = [e for _, e in first if e.kind is Expect.LATE]
+    assert all(e.timestamp_ms < now - 86_400_000 for e in late)
+    with pytest.raises(ValueError):
+        list(generate(1, invalid_share=0.6, late_share=0.6))
