@@ -96,6 +96,13 @@ class PythonFunction(Construct):
             role=self.role,
             log_group=self.log_group,
         )
+        # CDK renders DependsOn [policy, role]; the role is already implied by GetAtt (cfn-lint W3005).
+        # Keep only the policy dependency: the function must not run before it may write its logs.
+        policy = self.role.node.find_child("DefaultPolicy").node.default_child
+        self.function.node.default_child.add_override(  # type: ignore[union-attr]
+            "DependsOn",
+            [Stack.of(self).get_logical_id(policy)],  # type: ignore[arg-type]
+        )
         acknowledge(
             self.function,
             {

@@ -137,7 +137,7 @@ class EventsTable(Construct):
                 ),
             ),
         )
-        self.table.add_dependency(self.database)
+        self.table.add_resource_dependency(self.database)
 
 
 def clickhouse_principal(config: ClickHouseConfig) -> iam.IPrincipal:
