@@ -1,6 +1,6 @@
 """Two example hooks. Enable with ``BXB_HOOKS``, e.g.::
 
-    BXB_HOOKS="bxb_stream.transform.example_hooks:drop_test_customers,bxb_stream.transform.example_hooks:customer_tier"
+BXB_HOOKS="bxb_stream.transform.example_hooks:drop_test_customers,bxb_stream.transform.example_hooks:customer_tier"
 """
 
 from __future__ import annotations

@@ -12,16 +12,17 @@ newline-terminated JSON line (the normalised event) and
 
 from __future__ import annotations
 
+import binascii
 import time
-from binascii import b2a_base64
+from binascii import a2b_base64, b2a_base64
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bxb_stream.config import EventRules
-from bxb_stream.events.validate import EventError, decode_base64, from_dict, normalize_bytes, to_dict, to_line
+from bxb_stream.events.validate import EventError, from_dict, line_encoder, make_normalizer, to_dict
 from bxb_stream.transform.hooks import Hook
 
 OK, DROPPED, FAILED = "Ok", "Dropped", "ProcessingFailed"
@@ -68,7 +69,8 @@ class Transformer:
         self.hooks = tuple(hooks)
         self.clock = clock
         self.max_response_bytes = max_response_bytes
-        self._partitions: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._partitions: dict[Any, dict[str, Any]] = {}
+        self._normalize = make_normalizer(rules)
 
     def process(self, event: dict[str, Any]) -> tuple[dict[str, Any], BatchStats]:
         records = event["records"]
@@ -78,53 +80,72 @@ class Transformer:
         now_ms = int(self.clock() * 1000)
         rules = self.rules
         lateness_ms = rules.allowed_lateness_ms
-        # Worst case, every record still to come is echoed back unchanged; reserve room for that.
-        reserve = sum(len(r["data"]) + len(r["recordId"]) + _RECORD_OVERHEAD for r in records)
-        used = 0
-        results = stats.results
+        hooks = self.hooks
+        partitions = self._partitions
+        normalize = self._normalize
+        default_org = rules.organization_id
+        encode = line_encoder.encode
+        ok = late_count = 0
 
         for record in records:
             record_id = record["recordId"]
             data = record["data"]
-            echo = len(data) + len(record_id) + _RECORD_OVERHEAD
-            reserve -= echo
+            arrival_ms = record.get("approximateArrivalTimestamp") or now_ms
             try:
-                arrival_ms = _arrival_ms(record, now_ms)
-                ev = normalize_bytes(decode_base64(data), rules, arrival_ms=arrival_ms, ingested_ms=now_ms)
-                if self.hooks:
+                ev = normalize(a2b_base64(data, strict_mode=True), arrival_ms, now_ms)
+                if hooks:
                     ev = self._run_hooks(ev)
                     if type(ev) is str:  # the name of the hook that dropped it
-                        used += echo
                         out.append(_answer(record_id, DROPPED, data, stats, f"hook_dropped:{ev}"))
                         continue
-                key = (ev.organization_id, ev.transaction_id)
+                org = ev.organization_id
+                # A bare id for the deployment's own organization, (org, id) for others: no tuple on the common path.
+                key = ev.transaction_id if org == default_org else (org, ev.transaction_id)
                 if key in seen:
-                    used += echo
                     out.append(_answer(record_id, DROPPED, data, stats, DUPLICATE))
                     continue
-                line = b2a_base64(to_line(ev), newline=False).decode("ascii")
-                late = ev.timestamp < arrival_ms - lateness_ms
-                size = len(line) + len(record_id) + _RECORD_OVERHEAD
-                if used + size + reserve > self.max_response_bytes:
-                    raise EventError(RESPONSE_TOO_LARGE, "response would exceed the 6 MB Lambda limit")
+                line = b2a_base64(encode(ev) + b"\n", newline=False).decode("ascii")
             except EventError as exc:
-                stats.rejections.append(Rejection(record_id, exc.code, exc.message))
-                out.append(_answer(record_id, FAILED, data, stats, exc.code))
-                used += echo
+                out.append(_reject(record_id, data, stats, exc.code, exc.message))
+                continue
+            except binascii.Error as exc:
+                out.append(_reject(record_id, data, stats, "not_base64", f"record data is not valid base64 ({exc})"))
                 continue
             seen.add(key)
-            used += size
-            stats.late += late
-            results[OK] += 1
-            out.append(
-                {
-                    "recordId": record_id,
-                    "result": OK,
-                    "data": line,
-                    "metadata": self._partition(ev.organization_id, ev.timestamp, late),
-                }
-            )
+            ok += 1
+            ts = ev.timestamp
+            late = ts < arrival_ms - lateness_ms
+            late_count += late
+            hour = ts // 3_600_000
+            partition = partitions.get((hour << 1 | late) if org == default_org else (org, hour, late))
+            if partition is None:
+                partition = self._partition(org, hour, late)
+            out.append({"recordId": record_id, "result": OK, "data": line, "metadata": partition})
+
+        stats.results[OK] += ok
+        stats.late = late_count
+        self._fit_response(records, out, stats)
         return {"records": out}, stats
+
+    def _fit_response(self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats) -> None:
+        """Keep the response under Lambda's limit: past it, fail Ok records from the end.
+
+        Failed records go to Firehose's error output with their original data,
+        so nothing is lost. Checked once per batch, off the per-record path.
+        """
+        size = sum(len(r["data"]) + len(r["recordId"]) for r in out) + _RECORD_OVERHEAD * len(out)
+        index = len(out) - 1
+        while size > self.max_response_bytes and index >= 0:
+            answer = out[index]
+            if answer["result"] == OK:
+                original = records[index]["data"]
+                size += len(original) - len(answer["data"])
+                out[index] = {"recordId": answer["recordId"], "result": FAILED, "data": original}
+                stats.results[OK] -= 1
+                stats.late -= answer["metadata"]["partitionKeys"]["stream"] == STREAM_LATE
+                stats.rejections.append(Rejection(answer["recordId"], RESPONSE_TOO_LARGE, "response over 6 MB"))
+                _count(stats, FAILED, RESPONSE_TOO_LARGE)
+            index -= 1
 
     def _run_hooks(self, normalized: Any) -> Any:
         """Run the hooks over the dict form; return the checked result, or the dropping hook's name."""
@@ -142,38 +163,34 @@ class Transformer:
         except EventError as exc:
             raise EventError(f"hook_failed:{exc.code}", exc.message) from None
 
-    def _partition(self, organization_id: str, ts_ms: int, late: bool) -> dict[str, Any]:
-        """Partition-key metadata, shared between records of the same org, hour and stream."""
-        hour = ts_ms // 3_600_000
-        stream = STREAM_LATE if late else STREAM_ON_TIME
-        cache_key = (organization_id, hour, stream)
-        meta = self._partitions.get(cache_key)
-        if meta is None:
-            if len(self._partitions) > 10_000:
-                self._partitions.clear()
-            at = datetime.fromtimestamp(hour * 3600, tz=timezone.utc)
-            meta = {
-                "partitionKeys": {
-                    "organization_id": organization_id,
-                    "date": at.strftime("%Y-%m-%d"),
-                    "hour": at.strftime("%H"),
-                    "stream": stream,
-                }
+    def _partition(self, organization_id: str, hour: int, late: bool) -> dict[str, Any]:
+        """Partition-key metadata, built once per (org, hour, stream) and shared by its records."""
+        if len(self._partitions) > 10_000:
+            self._partitions.clear()
+        at = datetime.fromtimestamp(hour * 3600, tz=UTC)
+        meta = {
+            "partitionKeys": {
+                "organization_id": organization_id,
+                "date": at.strftime("%Y-%m-%d"),
+                "hour": at.strftime("%H"),
+                "stream": STREAM_LATE if late else STREAM_ON_TIME,
             }
-            self._partitions[cache_key] = meta
+        }
+        key = (hour << 1 | late) if organization_id == self.rules.organization_id else (organization_id, hour, late)
+        self._partitions[key] = meta
         return meta
 
 
-def _arrival_ms(record: dict[str, Any], default: int) -> int:
-    """Kinesis arrival time if known, else Firehose's, else now."""
-    meta = record.get("kinesisRecordMetadata")
-    if meta and meta.get("approximateArrivalTimestamp"):
-        return int(meta["approximateArrivalTimestamp"])
-    arrival = record.get("approximateArrivalTimestamp")
-    return int(arrival) if arrival else default
+def _count(stats: BatchStats, result: str, reason: str) -> None:
+    stats.results[result] += 1
+    stats.reasons[reason] += 1
+
+
+def _reject(record_id: str, data: str, stats: BatchStats, code: str, message: str) -> dict[str, Any]:
+    stats.rejections.append(Rejection(record_id, code, message))
+    return _answer(record_id, FAILED, data, stats, code)
 
 
 def _answer(record_id: str, result: str, data: str, stats: BatchStats, reason: str) -> dict[str, Any]:
-    stats.results[result] += 1
-    stats.reasons[reason] += 1
+    _count(stats, result, reason)
     return {"recordId": record_id, "result": result, "data": data}

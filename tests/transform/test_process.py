@@ -1,0 +1,165 @@
+"""The Firehose processor contract, end to end through Transformer.process."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from bxb_stream.config import EventRules
+from bxb_stream.events.schema import arrow_schema
+from bxb_stream.transform import Transformer
+from bxb_stream.transform.contract import check_response
+
+NOW_MS = 1_790_000_000_000
+HOUR_MS = 3_600_000
+
+
+def decoded_lines(response: dict) -> list[dict]:
+    return [json.loads(base64.b64decode(r["data"])) for r in response["records"] if r["result"] == "Ok"]
+
+
+def assert_balanced(request: dict, response: dict, stats) -> None:
+    """in = Ok + Dropped + ProcessingFailed, and every recordId comes back once, in order."""
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in request["records"]]
+    counted = Counter(r["result"] for r in response["records"])
+    assert sum(counted.values()) == stats.records_in == len(request["records"])
+    assert counted == {k: v for k, v in stats.results.items() if v}
+    assert stats.balanced
+    assert all(v.error is None or v.result == "ProcessingFailed" for v in check_response(request, response))
+
+
+@pytest.mark.parametrize("name", ["aws_docs_firehose_event.json", "aws_docs_kinesis_source_event.json"])
+def test_aws_documentation_sample_events(name, sample, transformer):
+    request = sample(name)
+    response, stats = transformer.process(request)
+    assert_balanced(request, response, stats)
+    # The samples carry plain text, not billing events: each fails on its own, the batch does not.
+    assert {r["result"] for r in response["records"]} == {"ProcessingFailed"}
+    assert stats.reasons == Counter({"not_json": len(request["records"])})
+    for answer, original in zip(response["records"], request["records"], strict=True):
+        assert answer["data"] == original["data"]  # failed records keep their original data
+
+
+def test_valid_events_come_back_ok_with_partition_keys(transformer, make_request, make_event):
+    request = make_request(make_event("a"), make_event("b", timestamp="2026-09-21T13:59:59.500Z"))
+    response, stats = transformer.process(request)
+    assert_balanced(request, response, stats)
+    assert stats.results["Ok"] == 2
+    first, second = response["records"]
+    assert first["metadata"]["partitionKeys"] == {
+        "organization_id": "org_1",
+        "date": "2026-09-21",
+        "hour": "14",
+        "stream": "events",
+    }
+    assert second["metadata"]["partitionKeys"]["hour"] == "13"
+    lines = [base64.b64decode(r["data"]) for r in response["records"]]
+    assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
+    rows = decoded_lines(response)
+    assert [r["transaction_id"] for r in rows] == ["a", "b"]
+    assert rows[0]["ingested_at"] == NOW_MS and rows[0]["organization_id"] == "org_1"
+
+
+def test_duplicates_within_a_batch_are_dropped_and_counted(transformer, make_request, make_event):
+    request = make_request(make_event("a"), make_event("b"), make_event("a", value=9.0), make_event("a"))
+    response, stats = transformer.process(request)
+    assert_balanced(request, response, stats)
+    assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "Dropped", "Dropped"]
+    assert stats.reasons["duplicate_in_batch"] == 2
+    assert "value" not in decoded_lines(response)[0]  # the first occurrence wins
+
+
+def test_same_transaction_id_in_two_organizations_is_not_a_duplicate(make_request, make_event):
+    transformer = Transformer(EventRules(organization_id="org_1", multi_tenant=True), clock=lambda: NOW_MS / 1000)
+    request = make_request(
+        make_event("a"), make_event("a", organization_id="org_2"), make_event("a", organization_id="org_1")
+    )
+    response, stats = transformer.process(request)
+    assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "Dropped"]
+    assert [r["metadata"]["partitionKeys"]["organization_id"] for r in response["records"][:2]] == ["org_1", "org_2"]
+
+
+def test_late_events_go_to_the_late_stream(make_request, make_event):
+    rules = EventRules(organization_id="org_1", allowed_lateness_seconds=3600)
+    transformer = Transformer(rules, clock=lambda: NOW_MS / 1000)
+    on_time = make_event("a", timestamp=(NOW_MS - HOUR_MS + 1000) / 1000)
+    late = make_event("b", timestamp=(NOW_MS - HOUR_MS - 1000) / 1000)
+    response, stats = transformer.process(make_request(on_time, late))
+    assert [r["metadata"]["partitionKeys"]["stream"] for r in response["records"]] == ["events", "late"]
+    assert stats.late == 1 and stats.results["Ok"] == 2
+
+
+def test_lateness_is_measured_from_arrival_so_a_retry_decides_the_same(rules, make_request, make_event):
+    late_at_arrival = make_event("a", timestamp=(NOW_MS - 25 * HOUR_MS) / 1000)
+    for clock_ms in (NOW_MS, NOW_MS + 48 * HOUR_MS):  # Firehose retried two days later
+        transformer = Transformer(rules, clock=lambda c=clock_ms: c / 1000)
+        response, _ = transformer.process(make_request(late_at_arrival, arrival_ms=NOW_MS))
+        assert response["records"][0]["metadata"]["partitionKeys"]["stream"] == "late"
+
+
+def test_a_bad_record_never_fails_the_batch(transformer, make_request, make_event):
+    request = make_request(make_event("a"), b"{not json", make_event("b", timestmap=1), make_event("c"))
+    request["records"].insert(1, {**request["records"][0], "recordId": "bad-b64", "data": "@@@"})
+    response, stats = transformer.process(request)
+    assert_balanced(request, response, stats)
+    assert [r["result"] for r in response["records"]] == [
+        "Ok",
+        "ProcessingFailed",
+        "ProcessingFailed",
+        "ProcessingFailed",
+        "Ok",
+    ]
+    assert stats.reasons == Counter({"not_base64": 1, "not_json": 1, "unknown_field:timestmap": 1})
+    assert [r.code for r in stats.rejections] == ["not_base64", "not_json", "unknown_field:timestmap"]
+    assert stats.rejections[0].record_id == "bad-b64"
+
+
+def test_response_stays_under_the_limit_and_nothing_is_lost(rules, make_request, make_event):
+    events = [make_event(f"tx_{i}", properties={"pad": "x" * 300}) for i in range(40)]
+    request = make_request(*events)
+    request_bytes = sum(len(r["data"]) + len(r["recordId"]) for r in request["records"])
+    limit = request_bytes + 3_000  # room for the echo, not for every expanded line
+    transformer = Transformer(rules, clock=lambda: NOW_MS / 1000, max_response_bytes=limit)
+    response, stats = transformer.process(request)
+    assert_balanced(request, response, stats)
+    assert len(json.dumps(response)) < limit + 200 * len(events)
+    failed = [r for r in response["records"] if r["result"] == "ProcessingFailed"]
+    assert failed and stats.reasons["response_too_large"] == len(failed)
+    assert stats.results["Ok"] + len(failed) == len(events)
+    # Failed from the end, with their original data for Firehose's error output.
+    assert [r["recordId"] for r in failed] == [r["recordId"] for r in request["records"][-len(failed) :]]
+    originals = {r["recordId"]: r["data"] for r in request["records"]}
+    assert all(r["data"] == originals[r["recordId"]] for r in failed)
+
+
+def test_output_lines_validate_against_the_arrow_schema(transformer, make_request, make_event):
+    request = make_request(
+        make_event("a", properties={"z": 1, "a": {"b": [1, 2]}}, value=1, decimal_value="10.000000000000000001"),
+        make_event("b", timestamp="2026-09-21T12:00:00+00:00"),
+        make_event("c", timestamp=None),
+    )
+    response, _ = transformer.process(request)
+    rows = decoded_lines(response)
+    schema = arrow_schema()
+    for row in rows:
+        for name in schema.names:
+            row.setdefault(name, None)
+        row["timestamp"] = pa.scalar(row["timestamp"], pa.timestamp("ms", tz="UTC"))
+        row["ingested_at"] = pa.scalar(row["ingested_at"], pa.timestamp("ms", tz="UTC"))
+        if row["decimal_value"] is not None:
+            row["decimal_value"] = Decimal(row["decimal_value"])  # a string in JSON, as the SerDe reads it
+    table = pa.Table.from_pylist(rows, schema=schema)
+    assert table.num_rows == 3
+    assert str(table.column("decimal_value")[0].as_py()) == "10.000000000000000001"
+    assert table.column("properties")[0].as_py() == '{"a":{"b":[1,2]},"z":1}'
+    assert table.column("timestamp")[2].as_py().timestamp() * 1000 == NOW_MS  # absent: the arrival time
+
+
+def test_empty_batch(transformer):
+    response, stats = transformer.process({"invocationId": "x", "records": []})
+    assert response == {"records": []} and stats.balanced
