@@ -144,7 +144,10 @@ def test_future_skew_is_configurable():
 
 
 def test_decimal_value_keeps_every_digit_from_a_json_number(rules):
-    data = b'{"transaction_id":"a","external_customer_id":"b","code":"c","decimal_value":12345678901234567890.123456789012345678}'
+    data = (
+        b'{"transaction_id":"a","external_customer_id":"b","code":"c",'
+        b'"decimal_value":12345678901234567890.123456789012345678}'
+    )
     for event in (
         normalize_bytes(data, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS),
         normalize(decode(data, 65536), rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS),

@@ -90,7 +90,7 @@ def test_bad_hook_configuration_fails_at_cold_start(hook_module, spec, problem):
 
 
 def test_hooks_run_in_order_and_change_the_event(hook_module):
-    records, stats = run("team_hooks:double,team_hooks:double", ev(value=1.5))
+    records, _ = run("team_hooks:double,team_hooks:double", ev(value=1.5))
     assert records[0]["result"] == "Ok"
     assert line(records[0])["value"] == 6.0
 

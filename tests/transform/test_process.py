@@ -80,6 +80,7 @@ def test_same_transaction_id_in_two_organizations_is_not_a_duplicate(make_reques
         make_event("a"), make_event("a", organization_id="org_2"), make_event("a", organization_id="org_1")
     )
     response, stats = transformer.process(request)
+    assert stats.reasons == {"duplicate_in_batch": 1}
     assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "Dropped"]
     assert [r["metadata"]["partitionKeys"]["organization_id"] for r in response["records"][:2]] == ["org_1", "org_2"]
 
