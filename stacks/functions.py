@@ -106,7 +106,7 @@ class PythonFunction(Construct):
         acknowledge(
             self.function,
             {
-                "AwsSolutions-L1": (
+                "AwsSolutions::AwsSolutions-L1": (
                     "Pinned to Python 3.12: the public Powertools layer and the pip --platform wheels are "
                     "built for python3.12/arm64; upgrade both together."
                 )

@@ -7,7 +7,7 @@ from constructs import IConstruct
 
 
 def acknowledge(scope: IConstruct, findings: dict[str, str]) -> None:
-    """Acknowledge cdk-nag findings on ``scope``: ``{"AwsSolutions-IAM5[Resource::...]": "reason"}``.
+    """Acknowledge cdk-nag findings on ``scope``: ``{"AwsSolutions::AwsSolutions-IAM5[Resource::...]": "reason"}`` (pack::rule[finding]).
 
     cdk-nag 3 matches each finding id exactly (no prefix matching), so a new wildcard
     appearing later is reported instead of being silently covered.

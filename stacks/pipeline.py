@@ -134,7 +134,7 @@ class BxbStreamStack(Stack):
             acknowledge(
                 access_key,
                 {
-                    "AwsSolutions-SMG4": (
+                    "AwsSolutions::AwsSolutions-SMG4": (
                         "Firehose reads the key from the secret on each delivery and the ingest function on "
                         "cold start; rotate by updating the secret (both read the same value) rather than a "
                         "rotation Lambda that cannot coordinate the two."

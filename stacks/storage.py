@@ -69,10 +69,6 @@ class ArchiveStorage(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        acknowledge(
-            self.log_bucket,
-            {"AwsSolutions-S1": "This is the access-log target; logging it into itself would loop."},
-        )
         self.key = kms.Key(
             self,
             "Key",
@@ -193,7 +189,7 @@ class ClickHouseReadRole(Construct):
         acknowledge(
             self.policy,
             {
-                f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]": (
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]": (
                     f"S3Queue reads every Parquet object Firehose writes under {prefix}; object keys are "
                     "generated (partitions + random names), so a prefix is the narrowest possible scope."
                 )
