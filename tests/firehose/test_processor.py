@@ -20,7 +20,10 @@ SRC = "arn:aws:kinesis:us-east-1:123456789012:stream/t"
 
 def records(datas: list[bytes]) -> list[Record]:
     ledger = ShardLedger("shardId-000000000003")
-    return [Record(d, 1_700_000_000_000 + i, f"pk{i}", str(100 + i), 0, ledger, ledger.add((100 + i, 0))) for i, d in enumerate(datas)]
+    return [
+        Record(d, 1_700_000_000_000 + i, f"pk{i}", str(100 + i), 0, ledger, ledger.add((100 + i, 0)))
+        for i, d in enumerate(datas)
+    ]
 
 
 def processor(handler: Any, clock: ManualClock | None = None, **settings: Any) -> Processor:

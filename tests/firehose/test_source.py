@@ -107,7 +107,7 @@ class AwsLikeKinesis:
     """Kinesis as AWS documents resharding: the parent keeps its records and closes, new writes go to
     the children, and GetRecords on a closed shard returns no NextShardIterator once it is read to the end."""
 
-    class exceptions:  # noqa: N801 - mirrors boto3's client.exceptions
+    class exceptions:
         class ExpiredIteratorException(Exception):
             pass
 
@@ -148,7 +148,7 @@ class AwsLikeKinesis:
             after = int(kwargs["StartingSequenceNumber"]) - 1
         return {"ShardIterator": f"{kwargs['ShardId']}:{after}"}
 
-    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
         sid, after = ShardIterator.split(":")
         self.reads.append(sid)
         shard = self.shards[sid]
