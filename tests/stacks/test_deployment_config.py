@@ -1,0 +1,150 @@
+"""bxb_stream.deployment: the one config object behind cdk.json, -c overrides and the local runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bxb_stream.config import ConfigError, EventRules
+from bxb_stream.deployment import (
+    DATA_PREFIX,
+    ERROR_PREFIX,
+    HTTP_BACKUP_ERROR_PREFIX,
+    HTTP_BACKUP_PREFIX,
+    PARQUET_PREFIXES,
+    PipelineConfig,
+    context_keys,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CDK_JSON = REPO / "cdk.json"
+
+
+def test_shipped_cdk_json_lists_every_key_with_its_default() -> None:
+    context = json.loads(CDK_JSON.read_text())["context"]
+    assert {k for k in context if k.startswith("bxb:")} == set(context_keys())
+    assert PipelineConfig.from_cdk_json(CDK_JSON) == PipelineConfig()
+
+
+def test_cdk_json_settings() -> None:
+    cdk = json.loads(CDK_JSON.read_text())
+    assert cdk["app"] == "python app.py"
+    assert cdk["notices"] is False
+    assert cdk["context"]["cli-telemetry"] is False
+
+
+def test_round_trip_through_context() -> None:
+    config = PipelineConfig.from_context(
+        {"bxb:delivery": "both", "bxb:clickhouse.url": "https://ch.example.com:8443", "bxb:stream.mode": "provisioned"}
+    )
+    assert PipelineConfig.from_context(config.to_context()) == config
+
+
+def test_cli_strings_are_coerced_to_field_types() -> None:
+    config = PipelineConfig.from_context(
+        {
+            "bxb:stream.shard_count": "8",
+            "bxb:rules.multi_tenant": "true",
+            "bxb:rules.organization_id": "",
+            "bxb:alarms.min_success_ratio": "0.95",
+            "bxb:rules.allowed_lateness_seconds": "3600",
+        }
+    )
+    assert config.stream.shard_count == 8
+    assert config.rules == EventRules(organization_id="", multi_tenant=True, allowed_lateness_seconds=3600)
+    assert config.alarms.min_success_ratio == 0.95
+
+
+def test_non_bxb_context_is_ignored() -> None:
+    assert PipelineConfig.from_context({"@aws-cdk/core:x": True, "aws:cdk:bundling-stacks": []}) == PipelineConfig()
+
+
+@pytest.mark.parametrize(
+    ("context", "key", "problem"),
+    [
+        ({"bxb:stream.mode": "serverless"}, "bxb:stream.mode", "on-demand, provisioned"),
+        ({"bxb:stream.shard_count": "four"}, "bxb:stream.shard_count", "integer"),
+        ({"bxb:stream.retention_hours": 12}, "bxb:stream.retention_hours", "[24, 8760]"),
+        ({"bxb:delivery": "kafka"}, "bxb:delivery", "s3, http, both"),
+        ({"bxb:s3.buffer_size_mib": 32}, "bxb:s3.buffer_size_mib", "[64, 128]"),
+        ({"bxb:s3.buffer_interval_seconds": 30}, "bxb:s3.buffer_interval_seconds", "[60, 900]"),
+        ({"bxb:http.buffer_size_mib": 5}, "bxb:http.buffer_size_mib", "[1, 3]"),
+        ({"bxb:http.retry_seconds": 9000}, "bxb:http.retry_seconds", "7200"),
+        ({"bxb:http.backup_mode": "none"}, "bxb:http.backup_mode", "failed, all"),
+        ({"bxb:s3.glacier_days": 40}, "bxb:s3.glacier_days", "30 days after"),
+        ({"bxb:rules.organization_id": "acme corp"}, "bxb:rules.organization_id", "must match"),
+        ({"bxb:rules.allowed_lateness_seconds": 1}, "bxb:rules.allowed_lateness_seconds", "integer in"),
+        ({"bxb:rules.multi_tenant": "yes"}, "bxb:rules.multi_tenant", "true or false"),
+        ({"bxb:rules.hooks": "os:getcwd"}, "bxb:rules.hooks", "bxb_stream package"),
+        ({"bxb:rules.hooks": "bxb_stream.nope:f"}, "bxb:rules.hooks", "cannot import"),
+        ({"bxb:clickhouse.url": "http://ch:8123"}, "bxb:clickhouse.url", "https://"),
+        ({"bxb:clickhouse.s3_principal": "clickhouse"}, "bxb:clickhouse.s3_principal", "role ARN"),
+        ({"bxb:clickhouse.s3_external_id": "x"}, "bxb:clickhouse.s3_external_id", "2-1224"),
+        ({"bxb:alarms.email": "oncall"}, "bxb:alarms.email", "e-mail"),
+        ({"bxb:alarms.topic_arn": "ops"}, "bxb:alarms.topic_arn", "SNS topic ARN"),
+        ({"bxb:alarms.min_success_ratio": 2}, "bxb:alarms.min_success_ratio", "[0.0, 1.0]"),
+        ({"bxb:log_retention_days": 10}, "bxb:log_retention_days", "one of"),
+        ({"bxb:name": "9lives"}, "bxb:name", "a letter"),
+        ({"bxb:strem.mode": "provisioned"}, "bxb:strem.mode", "unknown setting"),
+        ({"bxb:delivery": "both"}, "bxb:clickhouse.url", "required when bxb:delivery includes http"),
+        ({"bxb:alarms.s3_freshness_seconds": 300}, "bxb:alarms.s3_freshness_seconds", "must exceed"),
+    ],
+)
+def test_bad_values_name_the_key(context: dict[str, object], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PipelineConfig.from_context(context)
+    assert caught.value.key == key
+    assert problem in str(caught.value)
+    assert repr(key) in str(caught.value)
+
+
+def test_direct_construction_validates_too() -> None:
+    with pytest.raises(ConfigError, match=r"bxb:http\.buffer_size_mib"):
+        replace(PipelineConfig().http, buffer_size_mib=6)
+
+
+def test_embeds_event_rules_for_the_transform_environment() -> None:
+    hooks = "bxb_stream.transform.example_hooks:customer_tier"
+    config = PipelineConfig.from_context({"bxb:rules.hooks": hooks, "bxb:rules.organization_id": "acme"})
+    assert isinstance(config.rules, EventRules)
+    env = config.transform_env()
+    assert env == config.rules.to_env()
+    assert env["BXB_HOOKS"] == hooks and env["BXB_ORGANIZATION_ID"] == "acme"
+    assert EventRules.from_env(env) == config.rules  # what the Lambda reads back
+
+
+def test_paths_and_ingest_env() -> None:
+    assert (PipelineConfig().s3_enabled, PipelineConfig().http_enabled) == (True, False)
+    both = PipelineConfig.from_context({"bxb:delivery": "both", "bxb:clickhouse.url": "https://ch.example.com"})
+    assert both.s3_enabled and both.http_enabled
+    assert both.ingest_env() == {"BXB_CLICKHOUSE_URL": "https://ch.example.com", "BXB_CLICKHOUSE_DATABASE": "default"}
+
+
+def test_prefixes_never_overlap_the_parquet_data() -> None:
+    assert DATA_PREFIX.startswith("!{partitionKeyFromLambda:stream}/")
+    for prefix in (ERROR_PREFIX, HTTP_BACKUP_PREFIX, HTTP_BACKUP_ERROR_PREFIX):
+        assert not prefix.startswith(PARQUET_PREFIXES)
+        assert not any(p.startswith(prefix.split("!")[0]) for p in PARQUET_PREFIXES)
+    assert "!{firehose:error-output-type}" in ERROR_PREFIX
+    assert "!{firehose:error-output-type}" in HTTP_BACKUP_ERROR_PREFIX
+
+
+def test_app_fails_synth_with_the_key_in_the_message(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps({"bxb:stream.mode": "serverless"}),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "bxb:stream.mode" in done.stderr and "on-demand, provisioned" in done.stderr
+    assert not list(tmp_path.glob("*.template.json"))
