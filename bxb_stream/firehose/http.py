@@ -78,6 +78,7 @@ class HttpDestination:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.stats = HttpStats()
+        self.on_settled: Callable[[], None] = lambda: None  # the runner saves checkpoints here
         url = urllib.parse.urlsplit(settings.url)
         if url.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL {settings.url!r}")
@@ -175,6 +176,7 @@ class HttpDestination:
             stats.statuses[str(result.status) if result.status is not None else "error"] += 1
             if result.ok:
                 resolve_all(records)
+                self.on_settled()
                 stats.delivered += len(records)
                 return
             if result.status == 413:

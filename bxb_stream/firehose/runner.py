@@ -130,6 +130,11 @@ class DeliveryStream:
                 settings.http, self.backup, source_arn=settings.arn, monotonic=clock.monotonic, wall=clock.time,
                 sleep=clock.sleep, rng=rng,
             )  # fmt: skip
+        # Save checkpoints right after each durable write, so a kill between two PUTs of one round
+        # re-delivers nothing; the save is cheap when nothing moved.
+        for output in (self.errors, self.backup, self.destination):
+            if output is not None:
+                output.on_settled = self.checkpoints.save
         self._pending: list[Record] = []
         self._pending_cost = 0
         self._pending_since: float | None = None

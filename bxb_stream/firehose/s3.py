@@ -29,6 +29,10 @@ from bxb_stream.firehose.settings import S3Settings
 PUT_ATTEMPTS = 5
 
 
+def _nothing() -> None:
+    pass
+
+
 class S3Writer:
     """PUTs objects to one bucket, retrying transient failures a bounded number of times."""
 
@@ -81,6 +85,7 @@ class ErrorOutput:
         self.lambda_arn = lambda_arn
         self.rng = rng or random.Random()
         self.stats = ErrorStats()
+        self.on_settled: Callable[[], None] = _nothing  # the runner saves checkpoints here, right after a PUT
 
     def write(self, failures: Sequence[Failure], extra: dict[str, Any] | None = None) -> None:
         groups: dict[str, list[Failure]] = {}
@@ -95,6 +100,7 @@ class ErrorOutput:
             key = evaluate_prefix(self.prefix, when_ms=oldest, error_output_type=output_type, rng=self.rng)
             self.writer.put(key + object_name(self.stream_name, self.version, oldest), body)
             resolve_all(f.record for f in group)
+            self.on_settled()
             self.stats.objects += 1
             self.stats.by_output_type[output_type] += len(group)
             self.stats.records.update(f.code for f in group)
@@ -145,6 +151,7 @@ class S3Destination:
         self._fields = partition_fields(settings.prefix) if settings.dynamic_partitioning else ()
         self._buffers: dict[tuple[str, ...], _Buffer] = {}
         self._extension = ".parquet" if settings.parquet else ""
+        self.on_settled: Callable[[], None] = _nothing
 
     @property
     def buffered(self) -> int:
@@ -217,6 +224,7 @@ class S3Destination:
         self.writer.put(prefix + object_name(self.stream_name, self.version, oldest, self._extension), body)
         del self._buffers[key]
         resolve_all(buffer.records)
+        self.on_settled()
         self.stats.delivered += len(buffer.records)
         self.stats.objects += 1
         self.stats.bytes += len(body)
