@@ -7,9 +7,9 @@ from constructs import IConstruct
 
 
 def acknowledge(scope: IConstruct, findings: dict[str, str]) -> None:
-    """Acknowledge cdk-nag findings on ``scope``: ``{"AwsSolutions::AwsSolutions-IAM5[Resource::...]": "reason"}`` (pack::rule[finding]).
+    """Acknowledge cdk-nag findings on ``scope``, as ``{"Pack::Rule[Finding]": "reason"}``.
 
-    cdk-nag 3 matches each finding id exactly (no prefix matching), so a new wildcard
-    appearing later is reported instead of being silently covered.
+    e.g. ``"AwsSolutions::AwsSolutions-IAM5[Resource::*]"``. cdk-nag 3 matches each finding
+    id exactly (no prefix matching), so a new wildcard is reported instead of silently covered.
     """
     Validations.of(scope).acknowledge(*(Acknowledgment(id=k, reason=r) for k, r in findings.items()))

@@ -59,7 +59,8 @@ class ArchiveStorage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Object ownership is left to CDK: with the cdk.json flag it grants log delivery by bucket
+            # policy (ACLs stay disabled); without it, by the LogDeliveryWrite ACL.
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-logs",

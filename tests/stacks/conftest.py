@@ -41,7 +41,8 @@ class Synth:
         return next(iter(found.values()))["Properties"]
 
     def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
+        """Logical id of an L2's resource, or of an L1 given directly."""
+        return self.stack.get_logical_id(construct.node.default_child or construct)
 
 
 def synth(outdir: Path, overrides: Mapping[str, Any]) -> Synth:
