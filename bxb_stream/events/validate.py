@@ -86,6 +86,24 @@ OutputEvent = msgspec.defstruct(
     + [(f.name, _OUTPUT_TYPES[f.kind] | None, None) for f in FIELDS if f.nullable],
     omit_defaults=True,
 )
+
+
+def _stored_field(f: Any) -> tuple[Any, ...]:
+    kind: Any = _OUTPUT_TYPES[f.kind]
+    if f.kind is Kind.STRING:
+        kind = Annotated[str, msgspec.Meta(min_length=1, max_length=f.max_length)]
+    elif f.kind is Kind.TIMESTAMP_MS:
+        kind = Annotated[int, msgspec.Meta(ge=MIN_TIMESTAMP_MS)]
+    return (f.name, kind | None, None) if f.nullable else (f.name, kind)
+
+
+# A transformed line read back (the HTTP ingest): the same fields, strictly typed.
+StoredEvent = msgspec.defstruct(
+    "StoredEvent",
+    [_stored_field(f) for f in FIELDS if not f.nullable] + [_stored_field(f) for f in FIELDS if f.nullable],
+    forbid_unknown_fields=True,
+)
+_stored_decoder = msgspec.json.Decoder(StoredEvent)
 _typed_decoder = msgspec.json.Decoder(InputEvent)
 _any_decoder = msgspec.json.Decoder()
 _exact_decoder = msgspec.json.Decoder(float_hook=Decimal)
@@ -256,6 +274,19 @@ def canonical_properties(props: dict[str, Any] | None, rules: EventRules) -> str
 def to_line(event: Any) -> bytes:
     """Normalised ``OutputEvent`` -> one newline-terminated JSON line for Firehose's OpenX SerDe."""
     return line_encoder.encode(event) + b"\n"
+
+
+def read_line(line: bytes) -> Any:
+    """One transformed JSON line -> ``StoredEvent``, or EventError naming what is wrong."""
+    try:
+        event = _stored_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise EventError("bad_line", f"line does not match the event schema: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise EventError("not_json", f"line is not JSON: {exc}") from None
+    if event.decimal_value is not None:
+        event.decimal_value = parse_decimal(event.decimal_value)
+    return event
 
 
 def to_dict(event: Any) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Firehose HTTP-endpoint delivery, as seen from a Lambda function URL.
+
+Request (function-URL event): lower-cased ``headers``; ``body`` (base64 when
+``isBase64Encoded``), JSON ``{requestId, timestamp, records: [{data}]}``,
+gzip-compressed when ``Content-Encoding: gzip``.
+
+Response: ``{requestId, timestamp, errorMessage?}`` with Content-Length. Only
+200 is success; 413 is permanent; Firehose retries anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+PROTOCOL_VERSION = "1.0"
+MAX_RECORDS = 10_000
+MAX_ERROR_MESSAGE = 8_192
+
+
+class ProtocolError(Exception):
+    """The request cannot be accepted; ``status`` is what Firehose is told."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    # A function URL takes at most 6 MB; the decompressed guard stops a gzip bomb.
+    max_body_bytes: int = 6 * 1024 * 1024
+    max_decompressed_bytes: int = 64 * 1024 * 1024  # Firehose's own ceiling for one request
+
+
+@dataclass
+class FirehoseRequest:
+    request_id: str
+    timestamp_ms: int
+    records: list[str]  # base64 data of each record
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source_arn(self) -> str:
+        return self.headers.get("x-amz-firehose-source-arn", "")
+
+
+class _Body(msgspec.Struct):
+    requestId: str
+    timestamp: int
+    records: list[dict[str, Any]]
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
+
+
+def access_key(event: dict[str, Any]) -> str | None:
+    return _headers(event).get("x-amz-firehose-access-key")
+
+
+def header_request_id(event: dict[str, Any]) -> str:
+    return _headers(event).get("x-amz-firehose-request-id", "")
+
+
+def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
+    """Function-URL event -> FirehoseRequest, or ProtocolError(400 | 413)."""
+    headers = _headers(event)
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        if len(body) > limits.max_body_bytes * 4 // 3 + 4:
+            raise ProtocolError(413, f"request body is over {limits.max_body_bytes} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(400, "body is not valid base64") from None
+    else:
+        raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > limits.max_body_bytes:
+        raise ProtocolError(413, f"request body is {len(raw)} bytes, limit {limits.max_body_bytes}")
+    if headers.get("content-encoding", "").lower() == "gzip":
+        raw = gunzip(raw, limits.max_decompressed_bytes)
+    try:
+        parsed = _body_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
+    if not parsed.requestId:
+        raise ProtocolError(400, "requestId is empty")
+    header_id = headers.get("x-amz-firehose-request-id")
+    if header_id and header_id != parsed.requestId:
+        raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
+    if len(parsed.records) > MAX_RECORDS:
+        raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
+    records = []
+    for i, record in enumerate(parsed.records):
+        data = record.get("data")
+        if not isinstance(data, str):
+            raise ProtocolError(400, f"records[{i}].data is missing or not a string")
+        records.append(data)
+    return FirehoseRequest(parsed.requestId, parsed.timestamp, records, headers)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes; more is a 413, never a memory blow-up."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(400, f"body is not valid gzip ({exc})") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise ProtocolError(413, f"decompressed body is over {limit} bytes")
+    if not inflater.eof:
+        raise ProtocolError(400, "gzip body is truncated")
+    return out
+
+
+def response(status: int, request_id: str, error: str | None = None) -> dict[str, Any]:
+    """Function-URL response in Firehose's documented shape."""
+    body: dict[str, Any] = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
+    if error is not None:
+        body["errorMessage"] = error[:MAX_ERROR_MESSAGE]
+    text = msgspec.json.encode(body).decode()
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Content-Length": str(len(text))},
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    # Function URLs lower-case header names already; API Gateway may not.
+    return {k.lower(): v for k, v in (event.get("headers") or {}).items()}

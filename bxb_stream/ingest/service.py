@@ -1,0 +1,127 @@
+"""The ingest endpoint's logic: authenticate, parse, insert, answer. No Lambda types here.
+
+Commit rule: a 200 goes back only after both inserts (events, then dead
+letters) have returned; any failure answers 503 and Firehose retries the same
+request. Each insert carries ``insert_deduplication_token`` derived from the
+Firehose request id, so the retry cannot store a row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+from bxb_stream.ingest import protocol
+from bxb_stream.ingest.protocol import Limits, ProtocolError
+from bxb_stream.ingest.rows import (
+    DEAD_LETTER_COLUMNS,
+    DEAD_LETTER_TYPES,
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    build_batch,
+)
+
+log = logging.getLogger(__name__)
+
+# Tokens work only for synchronous inserts into tables with a deduplication window.
+INSERT_SETTINGS = {"insert_deduplicate": 1, "async_insert": 0}
+
+
+class KeyCheck(Protocol):
+    def accepts(self, presented: str | None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    database: str = "bxb"
+    events_table: str = "events_raw"
+    dead_letter_table: str = "events_dead_letter"
+    default_organization: str = ""
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass
+class Outcome:
+    """What happened to one request; the handler turns it into logs and metrics."""
+
+    status: int
+    request_id: str
+    rows_inserted: int = 0
+    dead_lettered: int = 0
+    dead_codes: dict[str, int] = field(default_factory=dict)
+    clickhouse_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def auth_failed(self) -> bool:
+        return self.status == 401
+
+
+class IngestService:
+    def __init__(self, keys: KeyCheck, client_factory: Callable[[], Any], settings: IngestSettings) -> None:
+        self.keys = keys
+        self.client_factory = client_factory
+        self.settings = settings
+        self._client: Any = None
+
+    def handle(self, event: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
+        request_id = protocol.header_request_id(event)
+        if not self.keys.accepts(protocol.access_key(event)):
+            return self._answer(Outcome(401, request_id, error="missing or invalid X-Amz-Firehose-Access-Key"))
+        try:
+            request = protocol.parse_request(event, self.settings.limits)
+        except ProtocolError as exc:
+            return self._answer(Outcome(exc.status, request_id, error=exc.message))
+        outcome = Outcome(200, request.request_id)
+        batch = build_batch(request.request_id, request.records, self.settings.default_organization)
+        started = time.perf_counter()
+        try:
+            client = self._connect()
+            if batch.rows:
+                client.insert(
+                    self._table(self.settings.events_table),
+                    batch.columns,
+                    column_names=EVENT_COLUMNS,
+                    column_type_names=EVENT_TYPES,
+                    column_oriented=True,
+                    settings={**INSERT_SETTINGS, "insert_deduplication_token": request.request_id},
+                )
+            if batch.dead_rows:
+                client.insert(
+                    self._table(self.settings.dead_letter_table),
+                    batch.dead,
+                    column_names=DEAD_LETTER_COLUMNS,
+                    column_type_names=DEAD_LETTER_TYPES,
+                    column_oriented=True,
+                    settings={**INSERT_SETTINGS, "insert_deduplication_token": f"{request.request_id}:dead"},
+                )
+        except ClickHouseError as exc:
+            self._client = None  # reconnect on the next request
+            outcome.status, outcome.error = 503, f"ClickHouse unavailable: {type(exc).__name__}"
+            log.warning("clickhouse insert failed", exc_info=True)
+        finally:
+            outcome.clickhouse_seconds = time.perf_counter() - started
+        if outcome.status == 200:
+            outcome.rows_inserted, outcome.dead_lettered, outcome.dead_codes = (
+                batch.rows,
+                batch.dead_rows,
+                batch.dead_codes,
+            )
+        return self._answer(outcome)
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            self._client = self.client_factory()
+        return self._client
+
+    def _table(self, name: str) -> str:
+        return f"{self.settings.database}.{name}" if self.settings.database else name
+
+    @staticmethod
+    def _answer(outcome: Outcome) -> tuple[dict[str, Any], Outcome]:
+        return protocol.response(outcome.status, outcome.request_id, outcome.error), outcome

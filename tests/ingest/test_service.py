@@ -1,0 +1,246 @@
+"""The HTTP ingest endpoint against the embedded ClickHouse engine, with function-URL-shaped events."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import clickhouse_connect
+import pytest
+from moto import mock_aws
+
+from bxb_stream.config import EventRules
+from bxb_stream.events.validate import normalize, to_line
+from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
+
+NOW_MS = 1_790_000_000_000
+KEY = "k3y-current-0123456789"
+
+
+def line(tid: str, **changes: Any) -> bytes:
+    raw = {"transaction_id": tid, "external_customer_id": "cust_1", "code": "api_calls", "value": 2.5, **changes}
+    return to_line(normalize(raw, EventRules(organization_id="org_1"), arrival_ms=NOW_MS, ingested_ms=NOW_MS))
+
+
+def fn_url_event(
+    records: list[bytes],
+    *,
+    request_id: str = "req-1",
+    key: str | None = KEY,
+    gzipped: bool = False,
+    body: bytes | None = None,
+) -> dict[str, Any]:
+    """An event as a Lambda function URL delivers it: lower-case headers, base64 body."""
+    if body is None:
+        payload = {
+            "requestId": request_id,
+            "timestamp": NOW_MS,
+            "records": [{"data": base64.b64encode(r).decode()} for r in records],
+        }
+        body = json.dumps(payload).encode()
+    headers = {
+        "content-type": "application/json",
+        "x-amz-firehose-protocol-version": "1.0",
+        "x-amz-firehose-request-id": request_id,
+        "x-amz-firehose-source-arn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/bxb-http",
+        "x-amz-firehose-common-attributes": '{"commonAttributes":{}}',
+    }
+    if key is not None:
+        headers["x-amz-firehose-access-key"] = key
+    if gzipped:
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": headers,
+        "requestContext": {"http": {"method": "POST", "path": "/"}},
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def secrets():
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="bxb/firehose-access-key", SecretString=json.dumps({"api_key": KEY}))
+        yield client
+
+
+@pytest.fixture
+def service(secrets, ingest_db) -> Callable[..., IngestService]:
+    def build(client_factory: Callable[[], Any] | None = None, limits: Limits | None = None) -> IngestService:
+        return IngestService(
+            AccessKeys(secrets, "bxb/firehose-access-key"),
+            client_factory or ingest_db.client_factory,
+            IngestSettings(database=ingest_db.database, default_organization="org_1", limits=limits or Limits()),
+        )
+
+    return build
+
+
+def stored(ingest_db, request_id: str | None = None) -> list[tuple]:
+    return ingest_db.client.query(
+        f"SELECT transaction_id, toUnixTimestamp64Milli(timestamp), value FROM {ingest_db.database}.events_raw "
+        "ORDER BY transaction_id"
+    ).result_rows
+
+
+def dead(ingest_db) -> list[tuple]:
+    return ingest_db.client.query(
+        f"SELECT request_id, record_index, error_code, raw FROM {ingest_db.database}.events_dead_letter "
+        "ORDER BY request_id, record_index"
+    ).result_rows
+
+
+def status(response: dict) -> int:
+    return response["statusCode"]
+
+
+def body(response: dict) -> dict:
+    assert response["headers"]["Content-Length"] == str(len(response["body"]))
+    assert response["headers"]["Content-Type"] == "application/json"
+    return json.loads(response["body"])
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_happy_path_stores_every_row_and_echoes_the_request_id(service, ingest_db):
+    response, outcome = service().handle(fn_url_event([line("a"), line("b", value=None, decimal_value="1.25")]))
+    assert status(response) == 200
+    assert body(response)["requestId"] == "req-1" and "errorMessage" not in body(response)
+    assert outcome.rows_inserted == 2 and outcome.dead_lettered == 0
+    assert stored(ingest_db) == [("a", NOW_MS, 2.5), ("b", NOW_MS, None)]
+    decimal = ingest_db.client.query(
+        f"SELECT toString(decimal_value) FROM {ingest_db.database}.events_raw WHERE transaction_id = 'b'"
+    ).result_rows
+    assert decimal == [("1.25",)]
+
+
+def test_gzip_body(service, ingest_db):
+    response, _ = service().handle(fn_url_event([line("g1"), line("g2")], gzipped=True))
+    assert status(response) == 200
+    assert [row[0] for row in stored(ingest_db)] == ["g1", "g2"]
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key", KEY + "x", KEY[:-1]])
+def test_missing_or_wrong_key_is_401_and_stores_nothing(service, ingest_db, key):
+    response, outcome = service().handle(fn_url_event([line("a")], key=key))
+    assert status(response) == 401 and outcome.auth_failed
+    assert body(response)["requestId"] == "req-1" and body(response)["errorMessage"]
+    assert stored(ingest_db) == []
+
+
+def test_key_rotation_accepts_current_and_previous(service, secrets, ingest_db):
+    svc = service()
+    assert status(svc.handle(fn_url_event([line("a")], request_id="r1"))[0]) == 200
+    secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "k3y-next"}))
+    svc.keys._loaded_at = float("-inf")  # as if the cache TTL had passed
+    assert status(svc.handle(fn_url_event([line("b")], request_id="r2", key="k3y-next"))[0]) == 200
+    assert status(svc.handle(fn_url_event([line("c")], request_id="r3", key=KEY))[0]) == 200  # AWSPREVIOUS
+    secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "k3y-third"}))
+    svc.keys._loaded_at = float("-inf")
+    assert status(svc.handle(fn_url_event([line("d")], request_id="r4", key=KEY))[0]) == 401  # two rotations ago
+    assert [row[0] for row in stored(ingest_db)] == ["a", "b", "c"]
+
+
+def test_a_new_key_is_picked_up_without_waiting_for_the_ttl(service, secrets, ingest_db):
+    svc = service()
+    svc.keys._min_refresh = 0.0
+    assert status(svc.handle(fn_url_event([line("a")], request_id="r1"))[0]) == 200
+    secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "fresh"}))
+    assert status(svc.handle(fn_url_event([line("b")], request_id="r2", key="fresh"))[0]) == 200
+
+
+def test_a_replayed_request_id_stores_nothing_twice(service, ingest_db):
+    svc = service()
+    event = fn_url_event([line("a"), line("b"), b"not json\n"], request_id="replay-1")
+    for _ in range(3):
+        response, _ = svc.handle(event)
+        assert status(response) == 200
+    assert [row[0] for row in stored(ingest_db)] == ["a", "b"]
+    assert len(dead(ingest_db)) == 1
+
+
+def test_records_that_do_not_fit_the_schema_are_dead_lettered_and_the_rest_stored(service, ingest_db):
+    bad_json = b"{oops\n"
+    unknown = line("x")[:-2] + b',"extra":1}\n'
+    missing = b'{"transaction_id":"y"}\n'
+    bad_decimal = line("z")[:-2] + b',"decimal_value":"abc"}\n'
+    records = [line("ok1"), bad_json, unknown, missing, bad_decimal, line("ok2")]
+    event = fn_url_event(records)
+    event_body = json.loads(base64.b64decode(event["body"]))
+    event_body["records"].append({"data": "***"})  # not base64
+    event = fn_url_event([], body=json.dumps(event_body).encode())
+    response, outcome = service().handle(event)
+    assert status(response) == 200
+    assert [row[0] for row in stored(ingest_db)] == ["ok1", "ok2"]
+    assert [(r[1], r[2]) for r in dead(ingest_db)] == [
+        (1, "not_json"),
+        (2, "bad_line"),
+        (3, "bad_line"),
+        (4, "bad_decimal"),
+        (6, "not_base64"),
+    ]
+    assert dead(ingest_db)[0][3] == "{oops\n"  # the raw record, for replay
+    assert outcome.rows_inserted + outcome.dead_lettered == len(records) + 1  # nothing lost
+
+
+@pytest.mark.parametrize(
+    "raw_body",
+    [b"not json", b"[]", b'{"requestId": "req-1"}', b'{"requestId":"req-1","timestamp":1,"records":[{"x":1}]}'],
+)
+def test_malformed_body_is_400(service, ingest_db, raw_body):
+    response, _ = service().handle(fn_url_event([], body=raw_body))
+    assert status(response) == 400 and body(response)["errorMessage"]
+    assert stored(ingest_db) == []
+
+
+def test_request_id_in_header_and_body_must_match(service, ingest_db):
+    event = fn_url_event([line("a")])
+    event["headers"]["x-amz-firehose-request-id"] = "other"
+    assert status(service().handle(event)[0]) == 400
+
+
+def test_body_over_the_limit_is_413(service, ingest_db):
+    svc = service(limits=Limits(max_body_bytes=2_000))
+    response, _ = svc.handle(fn_url_event([line(f"t{i}") for i in range(20)]))
+    assert status(response) == 413
+    assert stored(ingest_db) == []
+
+
+def test_gzip_bomb_is_413_without_inflating_it(service, ingest_db):
+    bomb = json.dumps({"requestId": "req-1", "timestamp": 1, "records": [], "pad": "0" * 50_000_000}).encode()
+    event = fn_url_event([], body=bomb, gzipped=True)
+    assert len(base64.b64decode(event["body"])) < 100_000  # tiny on the wire
+    svc = service(limits=Limits(max_body_bytes=6 * 1024 * 1024, max_decompressed_bytes=10 * 1024 * 1024))
+    response, _ = svc.handle(event)
+    assert status(response) == 413 and "decompressed" in body(response)["errorMessage"]
+
+
+def test_clickhouse_down_is_503_and_nothing_is_stored(service, ingest_db):
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def unreachable() -> Any:
+        return clickhouse_connect.get_client(host="127.0.0.1", port=port, connect_timeout=1, send_receive_timeout=2)
+
+    event = fn_url_event([line("a")], request_id="down-1")
+    response, outcome = service(client_factory=unreachable).handle(event)
+    assert status(response) == 503 and "ClickHouse" in body(response)["errorMessage"]
+    assert outcome.rows_inserted == 0
+    assert stored(ingest_db) == []
+    # Firehose retries the same request once ClickHouse is back: stored once.
+    assert status(service().handle(event)[0]) == 200
+    assert [row[0] for row in stored(ingest_db)] == ["a"]
