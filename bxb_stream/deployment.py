@@ -207,7 +207,7 @@ class ClickHouseConfig(_Section):
 
     # HTTPS interface of ClickHouse, used by the ingest Lambda (HTTP path). Required with http.
     url: str = _setting("", pattern=_HTTPS_URL, blank=True, doc="an https:// URL")
-    database: str = _setting("default", pattern=_DB_NAME, doc="a ClickHouse database name")
+    database: str = _setting("bxb", pattern=_DB_NAME, doc="a ClickHouse database name")
     # Name of an existing Secrets Manager secret holding {"username": ..., "password": ...}.
     secret_name: str = _setting("bxb/clickhouse", pattern=_SECRET_NAME, doc="a Secrets Manager secret name")
     # Who assumes the S3 read role: ClickHouse Cloud's IAM role ARN, or an account id. Blank = this account.
@@ -291,7 +291,12 @@ class PipelineConfig(_Section):
 
     def ingest_env(self) -> dict[str, str]:
         """The part of the ingest Lambda's environment that comes from config (secrets are added by CDK)."""
-        return {"BXB_CLICKHOUSE_URL": self.clickhouse.url, "BXB_CLICKHOUSE_DATABASE": self.clickhouse.database}
+        # The ingest function stamps the organization on dead letters, so it gets the event rules too.
+        return {
+            **self.rules.to_env(),
+            "BXB_CLICKHOUSE_URL": self.clickhouse.url,
+            "BXB_CLICKHOUSE_DATABASE": self.clickhouse.database,
+        }
 
     # --- context mapping ---------------------------------------------------------------------
 

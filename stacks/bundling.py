@@ -31,6 +31,19 @@ PLATFORM = "manylinux2014_aarch64"
 _SKIP = ("__pycache__", "*.pyc", "*.pyo", ".pytest_cache")
 
 
+def pinned(*names: str, requirements: Path = REPO_ROOT / "requirements.txt") -> tuple[str, ...]:
+    """``name==version`` for each name, from requirements.txt: the Lambda gets what the tests ran with."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[name.strip().lower()] = f"{name.strip()}=={version.strip()}"
+    missing = [n for n in names if n.lower() not in pins]
+    if missing:
+        raise ValueError(f"{requirements.name} pins no version for {missing}")
+    return tuple(pins[n.lower()] for n in names)
+
+
 def pip_command(target: str, requirements: Sequence[str], python: str = sys.executable) -> list[str]:
     """The pip call that fetches Lambda-compatible (arm64, CPython 3.12) wheels only."""
     return [

@@ -10,12 +10,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.bundling import python_code
+from stacks.bundling import pinned, python_code
 from stacks.nag import acknowledge
 
 POWERTOOLS_ACCOUNT = "017000801446"
-TRANSFORM_DIR, TRANSFORM_REQUIREMENTS = "lambdas/transform", ("msgspec",)
-INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", ("clickhouse-connect", "msgspec")
+# Powertools and boto3 come from the layer and the runtime; the rest is bundled, pinned as in requirements.txt.
+TRANSFORM_DIR, TRANSFORM_REQUIREMENTS = "lambdas/transform", pinned("msgspec")
+INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec")
 
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,

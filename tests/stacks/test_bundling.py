@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import LocalPythonBundler, asset_fingerprint, pip_command
+from stacks.bundling import LocalPythonBundler, asset_fingerprint, pinned, pip_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,3 +74,17 @@ def test_real_transform_sources_bundle(tmp_path: Path) -> None:
     assert (out / "bxb_stream" / "events" / "schema.py").is_file()
     assert not list(out.rglob("__pycache__"))
     shutil.rmtree(out)
+
+
+def test_bundled_dependencies_are_pinned_from_requirements(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# runtime\nmsgspec==0.22.0\nClickhouse-Connect==1.12.0  # driver\nrich\n")
+    assert pinned("msgspec", "clickhouse-connect", requirements=requirements) == (
+        "msgspec==0.22.0",
+        "Clickhouse-Connect==1.12.0",
+    )
+    with pytest.raises(ValueError, match="rich"):
+        pinned("rich", requirements=requirements)
+    from stacks.functions import INGEST_REQUIREMENTS, TRANSFORM_REQUIREMENTS
+
+    assert all("==" in r for r in TRANSFORM_REQUIREMENTS + INGEST_REQUIREMENTS)

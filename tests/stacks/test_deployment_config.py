@@ -123,7 +123,10 @@ def test_paths_and_ingest_env() -> None:
     assert (PipelineConfig().s3_enabled, PipelineConfig().http_enabled) == (True, False)
     both = PipelineConfig.from_context({"bxb:delivery": "both", "bxb:clickhouse.url": "https://ch.example.com"})
     assert both.s3_enabled and both.http_enabled
-    assert both.ingest_env() == {"BXB_CLICKHOUSE_URL": "https://ch.example.com", "BXB_CLICKHOUSE_DATABASE": "default"}
+    env = both.ingest_env()
+    assert env["BXB_CLICKHOUSE_URL"] == "https://ch.example.com"
+    assert env["BXB_CLICKHOUSE_DATABASE"] == "bxb"
+    assert env["BXB_ORGANIZATION_ID"] == "default"  # stamped on dead letters
 
 
 def test_prefixes_never_overlap_the_parquet_data() -> None:

@@ -253,7 +253,8 @@ def test_ingest_function_and_url(full: Synth) -> None:
     assert props["Runtime"] == "python3.12" and props["Architectures"] == ["arm64"]
     env = props["Environment"]["Variables"]
     assert env["BXB_CLICKHOUSE_URL"] == CH_URL
-    assert env["BXB_CLICKHOUSE_DATABASE"] == "default"
+    assert env["BXB_CLICKHOUSE_DATABASE"] == "bxb"
+    assert env["BXB_ORGANIZATION_ID"] == full.config.rules.organization_id
     assert env["BXB_ACCESS_KEY_SECRET_ARN"] == {"Ref": full.logical_id(full.stack.node.find_child("IngestAccessKey"))}
     assert ":secret:bxb/clickhouse" in json.dumps(env["BXB_CLICKHOUSE_SECRET_ARN"])
     assert full.one("AWS::Lambda::Url")["AuthType"] == "NONE"
