@@ -104,6 +104,9 @@ StoredEvent = msgspec.defstruct(
     forbid_unknown_fields=True,
 )
 _stored_decoder = msgspec.json.Decoder(StoredEvent)
+_stored_list_decoder = msgspec.json.Decoder(list[StoredEvent])
+# What parse_decimal writes: at most 20 integer and 18 fractional digits.
+_STORED_DECIMAL = re.compile(r"-?\d{1,20}(\.\d{1,18})?")
 _typed_decoder = msgspec.json.Decoder(InputEvent)
 _any_decoder = msgspec.json.Decoder()
 _exact_decoder = msgspec.json.Decoder(float_hook=Decimal)
@@ -284,9 +287,28 @@ def read_line(line: bytes) -> Any:
         raise EventError("bad_line", f"line does not match the event schema: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EventError("not_json", f"line is not JSON: {exc}") from None
-    if event.decimal_value is not None:
-        event.decimal_value = parse_decimal(event.decimal_value)
+    if event.decimal_value is not None and not _STORED_DECIMAL.fullmatch(event.decimal_value):
+        raise EventError("bad_decimal", f"decimal_value {event.decimal_value[:40]!r} does not fit Decimal(38, 18)")
     return event
+
+
+def read_lines(lines: list[bytes]) -> list[Any] | None:
+    """Many lines in one decode: the whole list, or None if any line needs ``read_line``'s verdict.
+
+    The lines are joined into one JSON array; the count check catches a line
+    that is not exactly one JSON value.
+    """
+    try:
+        events = _stored_list_decoder.decode(b"[" + b",".join(lines) + b"]")
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if len(events) != len(lines):
+        return None
+    fullmatch = _STORED_DECIMAL.fullmatch
+    decimals = [d for d in (e.decimal_value for e in events) if d is not None]
+    if decimals and not all(map(fullmatch, decimals)):
+        return None
+    return events
 
 
 def to_dict(event: Any) -> dict[str, Any]:

@@ -52,10 +52,14 @@ class FirehoseRequest:
         return self.headers.get("x-amz-firehose-source-arn", "")
 
 
+class _Record(msgspec.Struct):
+    data: str
+
+
 class _Body(msgspec.Struct):
-    requestId: str
+    requestId: str  # Firehose's field names
     timestamp: int
-    records: list[dict[str, Any]]
+    records: list[_Record]
 
 
 _body_decoder = msgspec.json.Decoder(_Body)
@@ -97,13 +101,7 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
         raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
     if len(parsed.records) > MAX_RECORDS:
         raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
-    records = []
-    for i, record in enumerate(parsed.records):
-        data = record.get("data")
-        if not isinstance(data, str):
-            raise ProtocolError(400, f"records[{i}].data is missing or not a string")
-        records.append(data)
-    return FirehoseRequest(parsed.requestId, parsed.timestamp, records, headers)
+    return FirehoseRequest(parsed.requestId, parsed.timestamp, [r.data for r in parsed.records], headers)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

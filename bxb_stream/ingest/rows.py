@@ -3,7 +3,8 @@
 Each record is one line the transform wrote. Lines are decoded with a typed
 msgspec decoder (``events.validate.read_line``) straight into columns, which
 clickhouse-connect inserts column-oriented: no per-row dict, no datetime
-objects (timestamps go in as DateTime64(3) ticks, i.e. UTC milliseconds).
+objects (timestamps go in as DateTime64(3) ticks, i.e. UTC milliseconds;
+decimals as their exact text, which clickhouse-connect scales without a float).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import binascii
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from bxb_stream.events.schema import clickhouse_columns
-from bxb_stream.events.validate import EventError, StoredEvent, read_line
+from bxb_stream.events.validate import EventError, StoredEvent, read_line, read_lines
 
 # Columns in StoredEvent's field order, so a decoded line is already a row.
 EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in msgspec.structs.fields(StoredEvent))
@@ -32,7 +32,6 @@ DEAD_LETTER_COLUMNS = (
     "failed_at",
 )
 DEAD_LETTER_TYPES = ("String", "String", "UInt32", "String", "String", "String", "DateTime64(3, 'UTC')")
-_DECIMAL_INDEX = EVENT_COLUMNS.index("decimal_value")
 
 
 @dataclass
@@ -53,27 +52,34 @@ class Batch:
 
 
 def build_batch(request_id: str, records: list[str], default_organization: str = "") -> Batch:
+    """Records -> columns (and dead letters). One decode for the whole request when every
+    record is sound; record by record only when one is not, to name each problem."""
     batch = Batch()
-    rows = []
-    astuple = msgspec.structs.astuple
+    try:
+        lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
+    except (binascii.Error, ValueError):
+        lines = None
+    events = read_lines(lines) if lines else None
+    if events is None:
+        events = _one_by_one(batch, request_id, records, default_organization)
+    if events:
+        batch.columns = list(zip(*map(msgspec.structs.astuple, events), strict=True))
+    return batch
+
+
+def _one_by_one(batch: Batch, request_id: str, records: list[str], org: str) -> list[Any]:
+    events = []
     for index, data in enumerate(records):
         try:
             line = binascii.a2b_base64(data, strict_mode=True)
         except (binascii.Error, ValueError):
-            _dead(batch, request_id, index, data, "not_base64", "record data is not valid base64", default_organization)
+            _dead(batch, request_id, index, data, "not_base64", "record data is not valid base64", org)
             continue
         try:
-            event = read_line(line)
+            events.append(read_line(line))
         except EventError as exc:
-            _dead(batch, request_id, index, _text(line), exc.code, exc.message, default_organization)
-            continue
-        rows.append(astuple(event))
-    if rows:
-        batch.columns = [list(column) for column in zip(*rows, strict=True)]
-        decimals = batch.columns[_DECIMAL_INDEX]
-        if any(d is not None for d in decimals):
-            batch.columns[_DECIMAL_INDEX] = [None if d is None else Decimal(d) for d in decimals]
-    return batch
+            _dead(batch, request_id, index, _text(line), exc.code, exc.message, org)
+    return events
 
 
 def _dead(batch: Batch, request_id: str, index: int, raw: str, code: str, message: str, org: str) -> None:
