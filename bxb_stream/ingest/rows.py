@@ -39,6 +39,7 @@ class Batch:
     """One request's rows: ``columns`` for events_raw, ``dead`` for the dead-letter table."""
 
     columns: list[Any] = field(default_factory=lambda: [[] for _ in EVENT_COLUMNS])
+    late_columns: list[Any] = field(default_factory=lambda: [[] for _ in EVENT_COLUMNS])
     dead: list[list[Any]] = field(default_factory=lambda: [[] for _ in DEAD_LETTER_COLUMNS])
     dead_codes: dict[str, int] = field(default_factory=dict)
 
@@ -47,13 +48,23 @@ class Batch:
         return len(self.columns[0])
 
     @property
+    def late_rows(self) -> int:
+        return len(self.late_columns[0])
+
+    @property
     def dead_rows(self) -> int:
         return len(self.dead[0])
 
 
-def build_batch(request_id: str, records: list[str], default_organization: str = "") -> Batch:
+def build_batch(
+    request_id: str, records: list[str], default_organization: str = "", lateness_ms: int | None = None
+) -> Batch:
     """Records -> columns (and dead letters). One decode for the whole request when every
-    record is sound; record by record only when one is not, to name each problem."""
+    record is sound; record by record only when one is not, to name each problem.
+
+    With ``lateness_ms``, events older than that when the transform saw them go to
+    ``late_columns`` (the HTTP path's side output; the S3 path splits by prefix).
+    """
     batch = Batch()
     try:
         lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
@@ -62,9 +73,18 @@ def build_batch(request_id: str, records: list[str], default_organization: str =
     events = read_lines(lines) if lines else None
     if events is None:
         events = _one_by_one(batch, request_id, records, default_organization)
+    if lateness_ms is not None and events:
+        late = [e for e in events if e.ingested_at - e.timestamp > lateness_ms]
+        if late:
+            events = [e for e in events if e.ingested_at - e.timestamp <= lateness_ms]
+            batch.late_columns = _columns(late)
     if events:
-        batch.columns = list(zip(*map(msgspec.structs.astuple, events), strict=True))
+        batch.columns = _columns(events)
     return batch
+
+
+def _columns(events: list[Any]) -> list[Any]:
+    return list(zip(*map(msgspec.structs.astuple, events), strict=True))
 
 
 def _one_by_one(batch: Batch, request_id: str, records: list[str], org: str) -> list[Any]:

@@ -1,7 +1,7 @@
 """The ingest endpoint's logic: authenticate, parse, insert, answer. No Lambda types here.
 
-Commit rule: a 200 goes back only after both inserts (events, then dead
-letters) have returned; any failure answers 503 and Firehose retries the same
+Commit rule: a 200 goes back only after every insert (events, late events,
+dead letters) has returned; any failure answers 503 and Firehose retries the same
 request. Each insert carries ``insert_deduplication_token`` derived from the
 Firehose request id, so the retry cannot store a row twice.
 """
@@ -40,8 +40,11 @@ class KeyCheck(Protocol):
 class IngestSettings:
     database: str = "bxb"
     events_table: str = "events_raw"
+    late_table: str = "events_late"
     dead_letter_table: str = "events_dead_letter"
     default_organization: str = ""
+    # Events older than this when transformed go to late_table, as the S3 path's late prefix does.
+    allowed_lateness_seconds: int | None = 86_400
     limits: Limits = field(default_factory=Limits)
 
 
@@ -52,6 +55,7 @@ class Outcome:
     status: int
     request_id: str
     rows_inserted: int = 0
+    rows_late: int = 0
     dead_lettered: int = 0
     dead_codes: dict[str, int] = field(default_factory=dict)
     clickhouse_seconds: float = 0.0
@@ -78,28 +82,32 @@ class IngestService:
         except ProtocolError as exc:
             return self._answer(Outcome(exc.status, request_id, error=exc.message))
         outcome = Outcome(200, request.request_id)
-        batch = build_batch(request.request_id, request.records, self.settings.default_organization)
+        lateness = self.settings.allowed_lateness_seconds
+        batch = build_batch(
+            request.request_id,
+            request.records,
+            self.settings.default_organization,
+            None if lateness is None else lateness * 1000,
+        )
         started = time.perf_counter()
         try:
             client = self._connect()
-            if batch.rows:
-                client.insert(
-                    self._table(self.settings.events_table),
-                    batch.columns,
-                    column_names=EVENT_COLUMNS,
-                    column_type_names=EVENT_TYPES,
-                    column_oriented=True,
-                    settings={**INSERT_SETTINGS, "insert_deduplication_token": request.request_id},
-                )
-            if batch.dead_rows:
-                client.insert(
-                    self._table(self.settings.dead_letter_table),
-                    batch.dead,
-                    column_names=DEAD_LETTER_COLUMNS,
-                    column_type_names=DEAD_LETTER_TYPES,
-                    column_oriented=True,
-                    settings={**INSERT_SETTINGS, "insert_deduplication_token": f"{request.request_id}:dead"},
-                )
+            rid = request.request_id
+            # One token per table: a retry of this request deduplicates in each of them.
+            for table, columns, names, types, token in (
+                (self.settings.events_table, batch.columns, EVENT_COLUMNS, EVENT_TYPES, rid),
+                (self.settings.late_table, batch.late_columns, EVENT_COLUMNS, EVENT_TYPES, f"{rid}:late"),
+                (self.settings.dead_letter_table, batch.dead, DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, f"{rid}:dead"),
+            ):
+                if columns[0]:
+                    client.insert(
+                        self._table(table),
+                        columns,
+                        column_names=names,
+                        column_type_names=types,
+                        column_oriented=True,
+                        settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+                    )
         except ClickHouseError as exc:
             self._client = None  # reconnect on the next request
             outcome.status, outcome.error = 503, f"ClickHouse unavailable: {type(exc).__name__}"
@@ -107,11 +115,8 @@ class IngestService:
         finally:
             outcome.clickhouse_seconds = time.perf_counter() - started
         if outcome.status == 200:
-            outcome.rows_inserted, outcome.dead_lettered, outcome.dead_codes = (
-                batch.rows,
-                batch.dead_rows,
-                batch.dead_codes,
-            )
+            outcome.rows_inserted, outcome.rows_late = batch.rows, batch.late_rows
+            outcome.dead_lettered, outcome.dead_codes = batch.dead_rows, batch.dead_codes
         return self._answer(outcome)
 
     def _connect(self) -> Any:

@@ -36,6 +36,7 @@ def ingest_db(_tmp_engine) -> IngestDb:
         f"CREATE TABLE {db}.events_raw ({cols}) ENGINE=ReplacingMergeTree(ingested_at) "
         "ORDER BY (organization_id, transaction_id) SETTINGS non_replicated_deduplication_window=1000"
     )
+    c.command(f"CREATE TABLE {db}.events_late AS {db}.events_raw")
     c.command(
         f"CREATE TABLE {db}.events_dead_letter (organization_id String, request_id String, record_index UInt32, "
         "raw String, error_code String, error_message String, failed_at DateTime64(3, 'UTC')) "

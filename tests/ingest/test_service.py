@@ -244,3 +244,12 @@ def test_clickhouse_down_is_503_and_nothing_is_stored(service, ingest_db):
     # Firehose retries the same request once ClickHouse is back: stored once.
     assert status(service().handle(event)[0]) == 200
     assert [row[0] for row in stored(ingest_db)] == ["a"]
+
+
+def test_late_events_go_to_the_late_table(service, ingest_db):
+    old = line("old", timestamp=(NOW_MS - 25 * 3_600_000) / 1000)
+    response, outcome = service().handle(fn_url_event([line("new"), old], request_id="late-1"))
+    assert status(response) == 200 and (outcome.rows_inserted, outcome.rows_late) == (1, 1)
+    assert [row[0] for row in stored(ingest_db)] == ["new"]
+    late = ingest_db.client.query(f"SELECT transaction_id FROM {ingest_db.database}.events_late").result_rows
+    assert late == [("old",)]
