@@ -27,12 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import clickhouse_connect  # noqa: E402
+import clickhouse_connect
 
-from bxb_stream.config import EventRules  # noqa: E402
-from bxb_stream.events.schema import clickhouse_columns  # noqa: E402
-from bxb_stream.events.validate import normalize, to_line  # noqa: E402
-from bxb_stream.ingest import IngestService, IngestSettings  # noqa: E402
+from bxb_stream.config import EventRules
+from bxb_stream.events.schema import clickhouse_columns
+from bxb_stream.events.validate import normalize, to_line
+from bxb_stream.ingest import IngestService, IngestSettings
 
 REQUEST_BYTES = 4 * 1024 * 1024
 RULES = EventRules(organization_id="org_bench")
