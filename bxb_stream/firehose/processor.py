@@ -19,12 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import msgspec
 
 from bxb_stream.firehose.records import PROCESSING_FAILED, Failure, Record
 from bxb_stream.firehose.settings import LAMBDA_PAYLOAD_LIMIT, ProcessorSettings
+from bxb_stream.firehose.timing import CHECK, INVOKE, REQUEST, TRANSFORM, Stages
 from bxb_stream.transform.contract import check_response, firehose_event
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -89,6 +91,7 @@ class Processor:
         region: str = "us-east-1",
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        stages: Stages | None = None,
     ) -> None:
         self.settings = settings
         self.handler = handler
@@ -98,6 +101,7 @@ class Processor:
         self.wall = wall
         self.sleep = sleep
         self.stats = ProcessorStats()
+        self.stages = stages or Stages()
         self.limit = min(settings.buffer_size_bytes, LAMBDA_PAYLOAD_LIMIT - EVENT_OVERHEAD)
 
     def batches(self, records: Sequence[Record]) -> list[list[Record]]:
@@ -120,12 +124,14 @@ class Processor:
         """One batch through the handler, with Firehose's retries and response checks."""
         stats = self.stats
         stats.batches += 1
+        started = perf_counter()
         event = firehose_event(
             [r.source() for r in records],
             delivery_stream_arn=self.delivery_stream_arn,
             source_stream_arn=self.source_stream_arn,
             region=self.region,
         )
+        self.stages.lap(REQUEST, started)
         attempts = self.settings.retries + 1
         last_error = ""
         for attempt in range(1, attempts + 1):
@@ -138,7 +144,10 @@ class Processor:
                 if attempt < attempts:
                     self.sleep(min(0.05 * 2**attempt, 2.0))  # short backoff; the clock is injectable
                 continue
-            return self._judge(event, records, response, batch_stats, attempt)
+            started = perf_counter()
+            outcome = self._judge(event, records, response, batch_stats, attempt)
+            self.stages.lap(CHECK, started)
+            return outcome
         ended = int(self.wall() * 1000)
         outcome = Outcome()
         message = f"{FUNCTION_ERROR_MESSAGE}: {last_error}"[:8192]
@@ -152,17 +161,26 @@ class Processor:
 
     def _invoke(self, event: dict[str, Any]) -> tuple[Any, Any]:
         # The handler gets its own copy, as a Lambda would, so it cannot alter what Firehose judges against.
+        stages = self.stages
+        started = perf_counter()
         wire = msgspec.json.encode(event)
         if len(wire) > LAMBDA_PAYLOAD_LIMIT:
             raise RuntimeError(f"request of {len(wire)} bytes exceeds the Lambda payload limit")
-        result = self.handler(msgspec.json.decode(wire))
+        request = msgspec.json.decode(wire)
+        started = stages.lap(INVOKE, started)
+        try:
+            result = self.handler(request)
+        finally:
+            started = stages.lap(TRANSFORM, started)
         batch_stats = None
         if isinstance(result, tuple) and len(result) == 2:  # Transformer.process: (response, BatchStats)
             result, batch_stats = result
         body = msgspec.json.encode(result)
         if len(body) > LAMBDA_PAYLOAD_LIMIT:
             raise RuntimeError(f"response of {len(body)} bytes exceeds the Lambda payload limit")
-        return msgspec.json.decode(body), batch_stats
+        response = msgspec.json.decode(body)
+        stages.lap(INVOKE, started)
+        return response, batch_stats
 
     def _judge(
         self, event: dict[str, Any], records: Sequence[Record], response: Any, batch_stats: Any, attempt: int

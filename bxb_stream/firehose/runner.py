@@ -10,6 +10,7 @@ Every record read ends in exactly one of: delivered, dropped, an error output
 from __future__ import annotations
 
 import random
+from time import perf_counter
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from bxb_stream.firehose.records import Failure, Record
 from bxb_stream.firehose.s3 import ErrorOutput, S3Destination, S3Writer
 from bxb_stream.firehose.settings import DeliveryStreamSettings
 from bxb_stream.firehose.source import KinesisSource
+from bxb_stream.firehose.timing import CHECKPOINT, Stages
 
 IDLE_SLEEP_MAX_S = 0.2
 
@@ -75,6 +77,7 @@ class DeliveryStream:
         self.settings = settings
         self.clock = clock = clock or SystemClock()
         rng = rng or random.Random()
+        self.stages = stages = Stages()
         if handler is None:
             from bxb_stream.transform import Transformer
 
@@ -93,6 +96,7 @@ class DeliveryStream:
             client=kinesis_client,
             monotonic=clock.monotonic,
             initial_position=initial_position,
+            stages=stages,
         )
         self.processor = Processor(
             settings.processor,
@@ -102,11 +106,12 @@ class DeliveryStream:
             region=settings.region,
             wall=clock.time,
             sleep=clock.sleep,
+            stages=stages,
         )
         lambda_arn = settings.processor.lambda_arn
         self.destination: S3Destination | HttpDestination
         if settings.s3 is not None:
-            self.writer = S3Writer(s3_client, settings.s3.bucket, sleep=clock.sleep)
+            self.writer = S3Writer(s3_client, settings.s3.bucket, sleep=clock.sleep, stages=stages)
             self.errors = ErrorOutput(
                 self.writer, settings.s3.error_prefix, stream_name=settings.name, version=settings.version,
                 lambda_arn=lambda_arn, rng=rng,
@@ -118,7 +123,7 @@ class DeliveryStream:
             self.backup: ErrorOutput | None = None
         else:
             assert settings.http is not None
-            self.writer = S3Writer(s3_client, settings.http.backup_bucket, sleep=clock.sleep)
+            self.writer = S3Writer(s3_client, settings.http.backup_bucket, sleep=clock.sleep, stages=stages)
             self.errors = ErrorOutput(
                 self.writer, settings.http.backup_error_prefix, stream_name=settings.name,
                 version=settings.version, lambda_arn=lambda_arn, rng=rng,
@@ -134,7 +139,7 @@ class DeliveryStream:
         # re-delivers nothing; the save is cheap when nothing moved.
         for output in (self.errors, self.backup, self.destination):
             if output is not None:
-                output.on_settled = self.checkpoints.save
+                output.on_settled = self._save_checkpoints
         self._pending: list[Record] = []
         self._pending_cost = 0
         self._pending_since: float | None = None
@@ -154,7 +159,7 @@ class DeliveryStream:
                 self._pending_cost += sum(record_cost(r) for r in read)
         self._process(force=False)
         self.destination.flush_due()
-        self.checkpoints.save()
+        self._save_checkpoints()
         return len(read)
 
     def _process(self, *, force: bool) -> None:
@@ -189,12 +194,17 @@ class DeliveryStream:
         if failures:
             self.errors.write(failures)
 
+    def _save_checkpoints(self) -> None:
+        started = perf_counter()
+        self.checkpoints.save()
+        self.stages.lap(CHECKPOINT, started)
+
     # ------------------------------------------------------------------ control
     def flush(self) -> None:
         """Process everything read and write every buffer now (as at the end of a buffer interval)."""
         self._process(force=True)
         self.destination.flush_all()
-        self.checkpoints.save()
+        self._save_checkpoints()
 
     def next_wakeup_in(self) -> float:
         waits = [self.source.next_poll_in()]

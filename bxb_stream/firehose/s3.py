@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from bxb_stream.firehose.naming import PrefixError, evaluate_prefix, object_name, partition_fields
@@ -25,6 +26,7 @@ from bxb_stream.firehose.records import (
     resolve_all,
 )
 from bxb_stream.firehose.settings import S3Settings
+from bxb_stream.firehose.timing import PARQUET, S3_PUT, Stages
 
 PUT_ATTEMPTS = 5
 
@@ -36,8 +38,11 @@ def _nothing() -> None:
 class S3Writer:
     """PUTs objects to one bucket, retrying transient failures a bounded number of times."""
 
-    def __init__(self, client: Any, bucket: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, client: Any, bucket: str, *, sleep: Callable[[float], None] = time.sleep, stages: Stages | None = None
+    ) -> None:
         self.client = client
+        self.stages = stages or Stages()
         self.bucket = bucket
         self.sleep = sleep
         self.objects = 0
@@ -45,6 +50,7 @@ class S3Writer:
         self.keys: list[str] = []
 
     def put(self, key: str, body: bytes) -> None:
+        started = perf_counter()
         for attempt in range(1, PUT_ATTEMPTS + 1):
             try:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
@@ -53,6 +59,7 @@ class S3Writer:
                 if attempt == PUT_ATTEMPTS:
                     raise  # records stay unresolved, so their checkpoint does not move past them
                 self.sleep(0.2 * 2**attempt)
+        self.stages.lap(S3_PUT, started)
         self.objects += 1
         self.bytes += len(body)
         self.keys.append(key)
@@ -171,10 +178,13 @@ class S3Destination:
             )
         row = None
         if self.settings.parquet:
+            started = perf_counter()
             try:
                 row = convert_record(data)
             except ConversionError as exc:
                 return Failure(record, FORMAT_CONVERSION_FAILED, exc.code, str(exc), data=data)
+            finally:
+                self.writer.stages.lap(PARQUET, started)
         buffer = self._buffers.get(key)
         if buffer is None:
             keys = dict(zip(self._fields, key, strict=True))
@@ -220,7 +230,9 @@ class S3Destination:
             del self._buffers[key]
             self.errors.write([Failure(r, PARTITIONING_FAILED, "S3.InvalidPrefix", str(exc)) for r in buffer.records])
             return
+        started = perf_counter()
         body = buffer.rows.to_parquet() if buffer.rows is not None else b"".join(buffer.lines)
+        self.writer.stages.lap(PARQUET, started)
         self.writer.put(prefix + object_name(self.stream_name, self.version, oldest, self._extension), body)
         del self._buffers[key]
         resolve_all(buffer.records)

@@ -14,6 +14,7 @@ sees what was produced before it started; a new Firehose starts at LATEST).
 from __future__ import annotations
 
 import time
+from time import perf_counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from bxb_stream import kpl
 from bxb_stream.firehose.checkpoint import CheckpointStore, ShardLedger
 from bxb_stream.firehose.records import Record
 from bxb_stream.firehose.settings import SourceSettings
+from bxb_stream.firehose.timing import DEAGGREGATE, GET_RECORDS, Stages
 
 
 @dataclass
@@ -83,6 +85,7 @@ class KinesisSource:
         client: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
         initial_position: str = "TRIM_HORIZON",
+        stages: Stages | None = None,
     ) -> None:
         if client is None:
             import boto3
@@ -94,6 +97,7 @@ class KinesisSource:
         self.monotonic = monotonic
         self.initial_position = initial_position
         self.stats = SourceStats()
+        self.stages = stages or Stages()
         self._shards: list[ShardInfo] = []
         self._readers: dict[str, _ShardReader] = {}
         self._next_refresh = 0.0
@@ -176,16 +180,19 @@ class KinesisSource:
     def _read_shard(self, reader: _ShardReader, out: list[Record]) -> int:
         if reader.iterator is None:
             reader.iterator = self._start_iterator(reader)
+        started = perf_counter()
         try:
             response = self.client.get_records(ShardIterator=reader.iterator, Limit=self.settings.get_records_limit)
         except self.client.exceptions.ExpiredIteratorException:
             reader.iterator = self._start_iterator(reader)
             response = self.client.get_records(ShardIterator=reader.iterator, Limit=self.settings.get_records_limit)
         self.stats.get_records_calls += 1
+        started = self.stages.lap(GET_RECORDS, started)
         records = response.get("Records", [])
         before = len(out)
         for raw in records:
             self._add(reader.ledger, raw, out)
+        self.stages.lap(DEAGGREGATE, started)
         reader.iterator = response.get("NextShardIterator")
         ledger, info = reader.ledger, reader.info
         if info.ending_sequence is not None and reader.iterator is not None:
