@@ -30,20 +30,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import boto3  # noqa: E402
+import boto3
 
-from bxb_stream.firehose.runner import DeliveryStream  # noqa: E402
-from bxb_stream.firehose.settings import (  # noqa: E402
+from bxb_stream.firehose.runner import DeliveryStream
+from bxb_stream.firehose.settings import (
     MIB,
     DeliveryStreamSettings,
     ProcessorSettings,
     S3Settings,
     SourceSettings,
 )
-from bxb_stream.firehose.timing import STAGES  # noqa: E402
-from bxb_stream.producer import Producer  # noqa: E402
-from bxb_stream.producer import limits as L  # noqa: E402
-from bxb_stream.producer.synthetic import generate  # noqa: E402
+from bxb_stream.firehose.timing import STAGES
+from bxb_stream.producer import Producer
+from bxb_stream.producer import limits as L
+from bxb_stream.producer.synthetic import generate
 
 TARGET_RUNNER_EPS = 150_000
 TARGET_PEAK_RSS_MB = 4096
@@ -125,7 +125,9 @@ def settings(args: argparse.Namespace, endpoint: str, stream: str, bucket: str) 
         processor=ProcessorSettings(
             buffer_size_bytes=int(args.processor_buffer_mb * MIB), buffer_interval_s=args.processor_interval
         ),
-        s3=S3Settings(bucket=bucket, buffer_size_bytes=int(args.s3_buffer_mb * MIB), buffer_interval_s=args.s3_interval),
+        s3=S3Settings(
+            bucket=bucket, buffer_size_bytes=int(args.s3_buffer_mb * MIB), buffer_interval_s=args.s3_interval
+        ),
     )
 
 
@@ -179,10 +181,12 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = os.times()
     print(f"runner: {args.events:,} events in {runner_s:.2f} s = {eps:,.0f} events/s")
-    print(f"  kinesis records {stats.kinesis_records_read:,}, invocations {stats.invocations:,}, objects {stats.objects_written}")
+    print(f"  kinesis records {stats.kinesis_records_read:,}, invocations {stats.invocations:,}", end="")
+    print(f", objects {stats.objects_written}")
     for name, seconds in stages.items():
         print(f"  {name:<12} {seconds:7.2f} s  {100 * seconds / runner_s:5.1f} %")
-    print(f"peak RSS: this process {rss:,.0f} MB, moto {moto_rss:,.0f} MB; CPU user {cpu.user:.1f} s sys {cpu.system:.1f} s")
+    print(f"peak RSS: this process {rss:,.0f} MB, moto {moto_rss:,.0f} MB", end="")
+    print(f"; CPU user {cpu.user:.1f} s, sys {cpu.system:.1f} s")
     figures = {
         "events": args.events,
         "shards": args.shards,

@@ -168,6 +168,87 @@ def _read_record(buf: bytes, pos: int, end: int) -> tuple[int, int | None, bytes
     return pk_index, ehk_index, data
 
 
+class _Parsed:
+    """An aggregate's key tables and its records as parallel lists (no object per record)."""
+
+    __slots__ = ("datas", "ehk_indexes", "ehks", "pk_indexes", "pks")
+
+    def __init__(self) -> None:
+        self.pks: list[str] = []
+        self.ehks: list[str] = []
+        self.pk_indexes: list[int] = []
+        self.ehk_indexes: list[int | None] = []
+        self.datas: list[bytes] = []
+
+
+def _parse(data: bytes) -> _Parsed:
+    """Check the digest, read the protobuf, check every key index; ``KplError`` if anything is wrong."""
+    body = data[4:-DIGEST_SIZE]
+    if hashlib.md5(body, usedforsecurity=False).digest() != data[-DIGEST_SIZE:]:
+        raise KplError("MD5 digest does not match the aggregated record")
+    out = _Parsed()
+    pk_indexes, ehk_indexes, datas = out.pk_indexes, out.ehk_indexes, out.datas
+    pos, end = 0, len(body)
+    try:
+        while pos < end:
+            key = body[pos]
+            if key < 0x80:  # every key of this format is one byte; the general reader takes the rest
+                pos += 1
+            else:
+                key, pos = _read_varint(body, pos, end)
+            field, wire = key >> 3, key & 7
+            if wire != 2 or field not in (1, 2, 3):
+                pos = _skip(body, pos, end, wire)
+                continue
+            length = body[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            elif pos + 1 < end and body[pos + 1] < 0x80:  # two-byte varint: a user record of 128 B-16 KiB
+                length = (length & 0x7F) | body[pos + 1] << 7
+                pos += 2
+            else:
+                length, pos = _read_varint(body, pos, end)
+            stop = pos + length
+            if stop > end:
+                raise KplError("truncated field")
+            if field != 3:
+                (out.pks if field == 1 else out.ehks).append(body[pos:stop].decode("utf-8"))
+            # The layout the KPL writes: 08 <pk index> 1A <length> <data>, no ehk, no tags.
+            elif stop - pos > 3 and body[pos] == 0x08 and body[pos + 1] < 0x80 and body[pos + 2] == 0x1A:
+                size = body[pos + 3]
+                start = pos + 4
+                if size >= 0x80:
+                    if start < stop and body[start] < 0x80:
+                        size = (size & 0x7F) | body[start] << 7
+                        start += 1
+                    else:
+                        size, start = _read_varint(body, pos + 3, stop)
+                if start + size != stop:  # tags or trailing fields: the general reader
+                    _general_record(out, body, pos, stop)
+                else:
+                    pk_indexes.append(body[pos + 1])
+                    ehk_indexes.append(None)
+                    datas.append(body[start:stop])
+            else:
+                _general_record(out, body, pos, stop)
+            pos = stop
+    except UnicodeDecodeError as exc:
+        raise KplError(f"key table entry is not UTF-8 ({exc})") from None
+    n_pk, n_ehk = len(out.pks), len(out.ehks)
+    if (pk_indexes and max(pk_indexes) >= n_pk) or any(e is not None and e >= n_ehk for e in ehk_indexes):
+        for p, e in zip(pk_indexes, ehk_indexes, strict=True):
+            if p >= n_pk or (e is not None and e >= n_ehk):
+                raise KplError(f"key index out of range (pk {p}/{n_pk}, ehk {e}/{n_ehk})")
+    return out
+
+
+def _general_record(out: _Parsed, body: bytes, pos: int, stop: int) -> None:
+    pk_index, ehk_index, data = _read_record(body, pos, stop)
+    out.pk_indexes.append(pk_index)
+    out.ehk_indexes.append(ehk_index)
+    out.datas.append(data)
+
+
 def deaggregate(data: bytes, partition_key: str = "") -> list[UserRecord]:
     """One Kinesis record -> its user records; a non-aggregated record comes back as itself.
 
@@ -176,37 +257,23 @@ def deaggregate(data: bytes, partition_key: str = "") -> list[UserRecord]:
     """
     if not is_aggregated(data):
         return [UserRecord(partition_key, None, bytes(data))]
-    body = bytes(data[4:-DIGEST_SIZE])
-    if hashlib.md5(body, usedforsecurity=False).digest() != data[-DIGEST_SIZE:]:
-        raise KplError("MD5 digest does not match the aggregated record")
-    pks: list[str] = []
-    ehks: list[str] = []
-    raw: list[tuple[int, int | None, bytes]] = []
-    pos, end = 0, len(body)
-    try:
-        while pos < end:
-            key, pos = _read_varint(body, pos, end)
-            field, wire = key >> 3, key & 7
-            if wire == 2 and field in (1, 2, 3):
-                length, pos = _read_varint(body, pos, end)
-                stop = pos + length
-                if stop > end:
-                    raise KplError("truncated field")
-                if field == 3:
-                    raw.append(_read_record(body, pos, stop))
-                else:
-                    (pks if field == 1 else ehks).append(body[pos:stop].decode("utf-8"))
-                pos = stop
-            else:
-                pos = _skip(body, pos, end, wire)
-    except UnicodeDecodeError as exc:
-        raise KplError(f"key table entry is not UTF-8 ({exc})") from None
-    out = []
-    for pk_index, ehk_index, payload in raw:
-        if pk_index >= len(pks) or (ehk_index is not None and ehk_index >= len(ehks)):
-            raise KplError(f"key index out of range (pk {pk_index}/{len(pks)}, ehk {ehk_index}/{len(ehks)})")
-        out.append(UserRecord(pks[pk_index], None if ehk_index is None else ehks[ehk_index], payload))
-    return out
+    parsed = _parse(bytes(data))
+    pks, ehks = parsed.pks, parsed.ehks
+    return [
+        UserRecord(pks[p], None if e is None else ehks[e], d)
+        for p, e, d in zip(parsed.pk_indexes, parsed.ehk_indexes, parsed.datas, strict=True)
+    ]
+
+
+def deaggregate_keys_and_data(data: bytes, partition_key: str = "") -> tuple[list[str], list[bytes]]:
+    """``deaggregate`` as two parallel lists (partition keys, payloads): no object per user record.
+
+    The runner's hot path; the same records, order and ``KplError`` cases as ``deaggregate``.
+    """
+    if not is_aggregated(data):
+        return [partition_key], [bytes(data)]
+    parsed = _parse(bytes(data))
+    return list(map(parsed.pks.__getitem__, parsed.pk_indexes)), parsed.datas
 
 
 # --------------------------------------------------------------------------- encode

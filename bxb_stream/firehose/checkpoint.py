@@ -66,6 +66,15 @@ class ShardLedger:
             self.dirty = True
         return ordinal
 
+    def add_run(self, sequence_number: int, count: int) -> int:
+        """Append subsequence numbers 0..count-1 of one Kinesis record, unresolved; returns the first ordinal."""
+        ordinal = self._base + len(self._seqs)
+        self._seqs.extend([sequence_number] * count)
+        self._subs.extend(range(count))
+        self._done.extend(bytes(count))
+        self.last_read = (sequence_number, count - 1)
+        return ordinal
+
     def resolve(self, ordinal: int) -> None:
         self._done[ordinal - self._base] = 1
         self.dirty = True

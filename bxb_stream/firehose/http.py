@@ -117,6 +117,10 @@ class HttpDestination:
             self.flush_all()
         return None
 
+    def add_many(self, items: Sequence[tuple[Record, bytes, dict[str, str]]]) -> list[Failure]:
+        """``add`` for each of one invocation's Ok records, in order; returns the failures."""
+        return [failure for item in items if (failure := self.add(*item)) is not None]
+
     def next_due_in(self) -> float | None:
         if not self._records:
             return None

@@ -11,6 +11,12 @@ OpenX semantics followed here:
 - double columns take numbers or numeric strings.
 A value that cannot convert fails that record only (``format-conversion-failed``).
 
+Fast paths, same values: ``convert_record`` first tries one typed decode of the
+transform's own line shape; ``convert_lines`` decodes a whole batch of the
+transform's lines at once (``events.validate.read_lines``) into columns, and
+returns None when any line needs the per-record path, which then decides each
+record alone.
+
 One deliberate difference: the Glue table makes every column nullable, but our
 Arrow schema (the one ClickHouse reads) does not, so a null in a non-nullable
 column fails the record here instead of being written as null.
@@ -20,13 +26,16 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 
 from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
+from bxb_stream.events.validate import read_lines
 
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-18)
 _DECIMAL_LIMIT = Decimal(10) ** 20
@@ -153,6 +162,26 @@ def convert_record(data: bytes) -> tuple[Any, ...]:
     return tuple(row)
 
 
+_GETTERS = tuple(attrgetter(f.name) for f in FIELDS)
+
+
+def convert_lines(lines: Sequence[bytes]) -> list[list[Any]] | None:
+    """Many records -> columns (one list per schema field), or None if any record needs ``convert_record``.
+
+    Accepts only what ``read_lines`` accepts: the transform's exact line shape, strictly typed,
+    decimals already within decimal(38,18). For those lines every value is what ``convert_record``
+    gives (its typed fast path reads the same fields the same way), so the two paths write
+    identical rows.
+    """
+    events = read_lines(list(lines))
+    if events is None:
+        return None
+    columns = [list(map(getter, events)) for getter in _GETTERS]
+    for i in _DECIMAL_INDEXES:
+        columns[i] = [None if v is None else _decimal(v) for v in columns[i]]
+    return columns
+
+
 class ParquetBuffer:
     """Converted rows of one future object, kept column-wise."""
 
@@ -166,6 +195,12 @@ class ParquetBuffer:
         for column, value in zip(self.columns, row, strict=True):
             column.append(value)
         self.rows += 1
+
+    def extend(self, columns: list[list[Any]]) -> None:
+        """Append rows given column-wise (``convert_lines``' result)."""
+        for column, values in zip(self.columns, columns, strict=True):
+            column.extend(values)
+        self.rows += len(columns[0])
 
     def to_parquet(self) -> bytes:
         import pyarrow as pa

@@ -2,20 +2,24 @@
 
 The handler is any callable taking Firehose's event dict and returning the response
 dict (a Lambda handler), or ``(response, BatchStats)`` as ``Transformer.process``
-does, in which case its reasons are kept for reconciliation. The response makes a
-JSON round trip, as it would over Lambda's wire, so a handler that returns
-something Lambda could not serialise fails the same way.
+does, in which case its reasons are kept for reconciliation. The handler gets a
+freshly built event per attempt (its own copy, as over Lambda's wire: what it does
+to it cannot change what Firehose judges against), and the request is encoded to
+check its exact size. The response is encoded as Lambda would, so a handler that
+returns something Lambda could not serialise fails the same way, and is judged in
+its wire form (``judge_wire``: ``check_response``'s verdicts, one typed pass).
 
 Per invocation: at most the processor buffer hint and the 6 MB Lambda payload.
 An invocation that raises (or answers over 6 MB, or not JSON) is retried
 ``retries`` times; records of a batch that never succeeds fail with
-``Lambda.FunctionError``. Per record, ``check_response`` decides; a failed
+``Lambda.FunctionError``. Per record, the contract's judgement decides; a failed
 record goes to the ``processing-failed`` error output with the original data.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ import msgspec
 from bxb_stream.firehose.records import PROCESSING_FAILED, Failure, Record
 from bxb_stream.firehose.settings import LAMBDA_PAYLOAD_LIMIT, ProcessorSettings
 from bxb_stream.firehose.timing import CHECK, INVOKE, REQUEST, TRANSFORM, Stages
-from bxb_stream.transform.contract import check_response, firehose_event
+from bxb_stream.transform.contract import firehose_event, judge_wire
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -124,20 +128,17 @@ class Processor:
         """One batch through the handler, with Firehose's retries and response checks."""
         stats = self.stats
         stats.batches += 1
-        started = perf_counter()
-        event = firehose_event(
-            [r.source() for r in records],
-            delivery_stream_arn=self.delivery_stream_arn,
-            source_stream_arn=self.source_stream_arn,
-            region=self.region,
-        )
-        self.stages.lap(REQUEST, started)
+        invocation_id = str(uuid.uuid4())  # the same for every retry of this batch, as Firehose's
         attempts = self.settings.retries + 1
         last_error = ""
         for attempt in range(1, attempts + 1):
+            started = perf_counter()
+            event = self._event(records, invocation_id)
+            record_ids = [r["recordId"] for r in event["records"]]  # read before the handler can touch them
+            self.stages.lap(REQUEST, started)
             stats.invocations += 1
             try:
-                response, batch_stats = self._invoke(event)
+                body, batch_stats = self._invoke(event)
             except Exception as exc:  # any failure of the function itself is retried, as Firehose does
                 stats.failed_invocations += 1
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -145,7 +146,7 @@ class Processor:
                     self.sleep(min(0.05 * 2**attempt, 2.0))  # short backoff; the clock is injectable
                 continue
             started = perf_counter()
-            outcome = self._judge(event, records, response, batch_stats, attempt)
+            outcome = self._judge(record_ids, records, body, batch_stats, attempt)
             self.stages.lap(CHECK, started)
             return outcome
         ended = int(self.wall() * 1000)
@@ -159,17 +160,25 @@ class Processor:
         stats.error_codes["Lambda.FunctionError"] += len(records)
         return outcome
 
-    def _invoke(self, event: dict[str, Any]) -> tuple[Any, Any]:
-        # The handler gets its own copy, as a Lambda would, so it cannot alter what Firehose judges against.
+    def _event(self, records: Sequence[Record], invocation_id: str) -> dict[str, Any]:
+        return firehose_event(
+            records,
+            delivery_stream_arn=self.delivery_stream_arn,
+            source_stream_arn=self.source_stream_arn,
+            region=self.region,
+            invocation_id=invocation_id,
+        )
+
+    def _invoke(self, event: dict[str, Any]) -> tuple[bytes, Any]:
+        """Call the handler; returns the response's JSON bytes (as Lambda would send them) and its stats."""
         stages = self.stages
         started = perf_counter()
-        wire = msgspec.json.encode(event)
-        if len(wire) > LAMBDA_PAYLOAD_LIMIT:
-            raise RuntimeError(f"request of {len(wire)} bytes exceeds the Lambda payload limit")
-        request = msgspec.json.decode(wire)
+        size = len(msgspec.json.encode(event))
+        if size > LAMBDA_PAYLOAD_LIMIT:
+            raise RuntimeError(f"request of {size} bytes exceeds the Lambda payload limit")
         started = stages.lap(INVOKE, started)
         try:
-            result = self.handler(request)
+            result = self.handler(event)
         finally:
             started = stages.lap(TRANSFORM, started)
         batch_stats = None
@@ -178,20 +187,15 @@ class Processor:
         body = msgspec.json.encode(result)
         if len(body) > LAMBDA_PAYLOAD_LIMIT:
             raise RuntimeError(f"response of {len(body)} bytes exceeds the Lambda payload limit")
-        response = msgspec.json.decode(body)
         stages.lap(INVOKE, started)
-        return response, batch_stats
+        return body, batch_stats
 
     def _judge(
-        self, event: dict[str, Any], records: Sequence[Record], response: Any, batch_stats: Any, attempt: int
+        self, record_ids: list[str], records: Sequence[Record], body: bytes, batch_stats: Any, attempt: int
     ) -> Outcome:
         stats = self.stats
-        verdicts = check_response(event, response)
-        if isinstance(response, dict) and isinstance(response.get("records"), list):
-            sent = {r["recordId"] for r in event["records"]}
-            stats.unknown_record_ids += sum(
-                1 for item in response["records"] if not isinstance(item, dict) or item.get("recordId") not in sent
-            )
+        judged = judge_wire(record_ids, body)
+        stats.unknown_record_ids += judged.unknown_ids
         rejections: dict[str, str] = {}
         if batch_stats is not None:
             stats.reasons.update(batch_stats.reasons)
@@ -199,16 +203,19 @@ class Processor:
             rejections = {r.record_id: f"{r.code}: {r.message}" for r in batch_stats.rejections}
         ended = int(self.wall() * 1000)
         outcome = Outcome()
-        for record, verdict in zip(records, verdicts, strict=True):
-            if verdict.result == "Ok":
-                outcome.ok.append((record, verdict.data, verdict.partition_keys))
-            elif verdict.result == "Dropped":
-                outcome.dropped.append(record)
+        ok, dropped = outcome.ok, outcome.dropped
+        results, datas, keys = judged.results, judged.datas, judged.keys
+        for i, record in enumerate(records):
+            result = results[i]
+            if result == "Ok":
+                ok.append((record, datas[i], keys[i]))
+            elif result == "Dropped":
+                dropped.append(record)
             else:
-                reason = verdict.error or "Lambda.ProcessingFailed"
+                reason = judged.errors[i] or "Lambda.ProcessingFailed"
                 code = error_code(reason)
                 if code == "Lambda.ProcessingFailed":
-                    message = rejections.get(verdict.record_id, PROCESSING_FAILED_MESSAGE)
+                    message = rejections.get(record_ids[i], PROCESSING_FAILED_MESSAGE)
                 else:
                     message = reason
                 outcome.failed.append(

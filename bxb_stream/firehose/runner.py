@@ -10,11 +10,11 @@ Every record read ends in exactly one of: delivered, dropped, an error output
 from __future__ import annotations
 
 import random
-from time import perf_counter
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from bxb_stream.config import EventRules
@@ -185,12 +185,7 @@ class DeliveryStream:
         outcome = self.processor.process(batch)
         for record in outcome.dropped:
             record.resolve()
-        failures: list[Failure] = list(outcome.failed)
-        add = self.destination.add
-        for record, data, keys in outcome.ok:
-            failure = add(record, data, keys)
-            if failure is not None:
-                failures.append(failure)
+        failures: list[Failure] = outcome.failed + self.destination.add_many(outcome.ok)
         if failures:
             self.errors.write(failures)
 
@@ -236,6 +231,7 @@ class DeliveryStream:
     def close(self) -> None:
         """Graceful shutdown: deliver what is buffered, then release the HTTP connection."""
         self.stop()
+        self.source.close()
         self.flush()
         if isinstance(self.destination, HttpDestination):
             self.destination.close()

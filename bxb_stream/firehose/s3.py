@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import itemgetter
 from time import perf_counter
 from typing import Any
 
 from bxb_stream.firehose.naming import PrefixError, evaluate_prefix, object_name, partition_fields
-from bxb_stream.firehose.parquet import ConversionError, ParquetBuffer, convert_record
+from bxb_stream.firehose.parquet import ConversionError, ParquetBuffer, convert_lines, convert_record
 from bxb_stream.firehose.records import (
     FORMAT_CONVERSION_FAILED,
     PARTITIONING_FAILED,
@@ -200,6 +203,88 @@ class S3Destination:
         if buffer.size >= self.settings.buffer_size_bytes:
             self._flush(key)
         return None
+
+    def add_many(self, items: Sequence[tuple[Record, bytes, dict[str, str]]]) -> list[Failure]:
+        """Buffer one invocation's Ok records; returns those that cannot be partitioned or converted.
+
+        The same outcome as ``add`` on each record in turn (rows, failures, and flushes at the same
+        record), done per partition: records are grouped by partition key, and each group converts in
+        one ``convert_lines`` call, falling back to ``add``'s per-record conversion for a group that
+        holds a record it cannot take, so a bad record still fails alone.
+        """
+        groups, failed = self._group(items)
+        for key, indexes in groups.items():
+            group = [items[i] for i in indexes]
+            columns = None
+            if self.settings.parquet:
+                started = perf_counter()
+                columns = convert_lines([data for _, data, _ in group])
+                self.writer.stages.lap(PARQUET, started)
+                if columns is None:  # someone in this group needs the per-record verdict
+                    failed.extend((i, f) for i, item in zip(indexes, group, strict=True) if (f := self.add(*item)))
+                    continue
+            self._append(key, group, columns)
+        failed.sort(key=itemgetter(0))  # in record order, as ``add`` one by one would return them
+        return [failure for _, failure in failed]
+
+    def _group(
+        self, items: Sequence[tuple[Record, bytes, dict[str, str]]]
+    ) -> tuple[dict[tuple[str, ...], list[int]], list[tuple[int, Failure]]]:
+        """Record indexes by partition key (in record order), and the records with a key missing."""
+        fields = self._fields
+        getter = itemgetter(*fields) if len(fields) > 1 else None
+        raw: dict[Any, list[int]] = {}
+        failed: list[tuple[int, Failure]] = []
+        for i, (record, data, keys) in enumerate(items):
+            try:
+                value = getter(keys) if getter is not None else tuple(keys[f] for f in fields)
+            except KeyError:
+                failure = self.add(record, data, keys)  # add builds the partitioning failure
+                assert failure is not None
+                failed.append((i, failure))
+                continue
+            indexes = raw.get(value)
+            if indexes is None:
+                raw[value] = [i]
+            else:
+                indexes.append(i)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for value, indexes in raw.items():
+            key = tuple(map(str, value))  # as add does: 1 and "1" are the same partition
+            if key in groups:
+                groups[key] = sorted(groups[key] + indexes)
+            else:
+                groups[key] = indexes
+        return groups, failed
+
+    def _append(
+        self, key: tuple[str, ...], group: list[tuple[Record, bytes, dict[str, str]]], columns: list[list[Any]] | None
+    ) -> None:
+        """Append a converted group to its buffer, flushing at the record where ``add`` would have."""
+        limit = self.settings.buffer_size_bytes
+        ends = list(accumulate(len(data) for _, data, _ in group))  # group bytes up to and including each record
+        start = 0
+        while start < len(group):
+            buffer = self._buffers.get(key)
+            if buffer is None:
+                keys = dict(zip(self._fields, key, strict=True))
+                buffer = self._buffers[key] = _Buffer(keys, self.monotonic(), self.settings.parquet)
+            before = ends[start - 1] if start else 0
+            # The first record that brings the buffer to its size limit closes this part (add flushes there).
+            stop = min(bisect_left(ends, limit - buffer.size + before, lo=start) + 1, len(group))
+            part = group[start:stop]
+            buffer.records.extend([record for record, _, _ in part])
+            if columns is not None:
+                buffer.rows.extend([column[start:stop] for column in columns])  # type: ignore[union-attr]
+            else:
+                buffer.lines.extend([data for _, data, _ in part])
+            buffer.size += ends[stop - 1] - before
+            oldest = min([record.arrival_ms for record, _, _ in part])
+            if buffer.oldest_ms is None or oldest < buffer.oldest_ms:
+                buffer.oldest_ms = oldest
+            if buffer.size >= limit:
+                self._flush(key)
+            start = stop
 
     def next_due_in(self) -> float | None:
         if not self._buffers:

@@ -40,6 +40,9 @@ class SourceSettings:
     get_records_limit: int = 10_000  # GetRecords Limit (the API's maximum)
     poll_interval_s: float = 1.0  # idle wait between polls of a shard that returned nothing
     shard_refresh_s: float = 10.0  # how often ListShards is called to notice resharding
+    # Fetch a shard's next GetRecords page in a background thread while this one is processed, so
+    # waiting on Kinesis (or moto's CPU) overlaps our work. One page per shard ahead, at most.
+    read_ahead: bool = True
 
     def __post_init__(self) -> None:
         _check("get_records_limit", self.get_records_limit, 1, 10_000)

@@ -6,6 +6,17 @@ across a split or merge, as the KCL and Firehose do. A closed shard is finished
 when GetRecords returns no ``NextShardIterator`` (AWS), or when it returns no
 records and nothing is behind (moto keeps handing out iterators for closed shards).
 
+Read-ahead (``SourceSettings.read_ahead``): after a page with records, the shard's
+next GetRecords is issued on a background thread and taken by the next poll of that
+shard. Only a page with records is used that way; an empty one is asked for again
+in the foreground, so "caught up on a closed shard" is always decided on a fresh
+answer. Records enter the ledger only when taken, so checkpoints are unaffected.
+
+Page size: Kinesis returns at most 10 MiB per GetRecords; emulators (moto) do not
+cap it, and a shard's whole backlog in one page would leave nothing to read ahead.
+So the ``Limit`` asked for is lowered, from the average record size seen, to what
+fits in 10 MiB (never above ``get_records_limit``).
+
 Where to start: after the shard's checkpoint (see ``checkpoint``); a shard with no
 checkpoint starts at ``initial_position`` (TRIM_HORIZON by default so a local run
 sees what was produced before it started; a new Firehose starts at LATEST).
@@ -14,9 +25,11 @@ sees what was produced before it started; a new Firehose starts at LATEST).
 from __future__ import annotations
 
 import time
-from time import perf_counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
+from time import perf_counter
 from typing import Any
 
 from bxb_stream import kpl
@@ -24,6 +37,8 @@ from bxb_stream.firehose.checkpoint import CheckpointStore, ShardLedger
 from bxb_stream.firehose.records import Record
 from bxb_stream.firehose.settings import SourceSettings
 from bxb_stream.firehose.timing import DEAGGREGATE, GET_RECORDS, Stages
+
+PAGE_BYTES = 10 * 1024 * 1024  # GetRecords' response limit
 
 
 @dataclass
@@ -65,13 +80,14 @@ def readable_shards(shards: list[ShardInfo], finished: Callable[[str], bool]) ->
 
 
 class _ShardReader:
-    __slots__ = ("info", "iterator", "ledger", "next_poll")
+    __slots__ = ("ahead", "info", "iterator", "ledger", "next_poll")
 
     def __init__(self, info: ShardInfo, ledger: ShardLedger) -> None:
         self.info = info
         self.ledger = ledger
         self.iterator: str | None = None
         self.next_poll = 0.0
+        self.ahead: Future[dict[str, Any]] | None = None  # the next page, being fetched for ``iterator``
 
 
 class KinesisSource:
@@ -101,6 +117,8 @@ class KinesisSource:
         self._shards: list[ShardInfo] = []
         self._readers: dict[str, _ShardReader] = {}
         self._next_refresh = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+        self._limit = settings.get_records_limit  # GetRecords Limit: lowered so a page stays near PAGE_BYTES
 
     # ------------------------------------------------------------------ shards
     def refresh_shards(self) -> None:
@@ -177,18 +195,54 @@ class KinesisSource:
             kwargs["ShardIteratorType"] = self.initial_position
         return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
 
+    def close(self) -> None:
+        """Stop the read-ahead thread; a page still being fetched is dropped (its records were never taken)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        for reader in self._readers.values():
+            reader.ahead = None
+
+    def _get_records(self, iterator: str) -> dict[str, Any]:
+        return self.client.get_records(ShardIterator=iterator, Limit=self._limit)
+
+    def _fit_limit(self, records: list[dict[str, Any]]) -> None:
+        if records:
+            average = max(1, sum(len(r["Data"]) for r in records) // len(records))
+            self._limit = max(1, min(self.settings.get_records_limit, PAGE_BYTES // average))
+
+    def _next_page(self, reader: _ShardReader) -> dict[str, Any]:
+        """The page at ``reader.iterator``: the one read ahead if it has records, else a fresh GetRecords."""
+        ahead, reader.ahead = reader.ahead, None
+        if ahead is not None:
+            try:
+                response = ahead.result()
+            except Exception:  # (an expired iterator, say) asked again below, where errors are handled
+                response = None
+            if response and response.get("Records"):
+                return response
+        assert reader.iterator is not None
+        try:
+            return self._get_records(reader.iterator)
+        except self.client.exceptions.ExpiredIteratorException:
+            reader.iterator = self._start_iterator(reader)
+            return self._get_records(reader.iterator)
+
+    def _read_ahead(self, reader: _ShardReader) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bxb-firehose-read-ahead")
+        assert reader.iterator is not None
+        reader.ahead = self._pool.submit(self._get_records, reader.iterator)
+
     def _read_shard(self, reader: _ShardReader, out: list[Record]) -> int:
         if reader.iterator is None:
             reader.iterator = self._start_iterator(reader)
         started = perf_counter()
-        try:
-            response = self.client.get_records(ShardIterator=reader.iterator, Limit=self.settings.get_records_limit)
-        except self.client.exceptions.ExpiredIteratorException:
-            reader.iterator = self._start_iterator(reader)
-            response = self.client.get_records(ShardIterator=reader.iterator, Limit=self.settings.get_records_limit)
+        response = self._next_page(reader)
         self.stats.get_records_calls += 1
         started = self.stages.lap(GET_RECORDS, started)
         records = response.get("Records", [])
+        self._fit_limit(records)
         before = len(out)
         for raw in records:
             self._add(reader.ledger, raw, out)
@@ -204,6 +258,8 @@ class KinesisSource:
             ledger.read_to_end = True
         if ledger.read_to_end:
             ledger.dirty = True  # lets the checkpoint record "finished" once everything is resolved
+        elif records and self.settings.read_ahead and reader.iterator is not None:
+            self._read_ahead(reader)
         return len(out) - before
 
     def _add(self, ledger: ShardLedger, raw: dict[str, Any], out: list[Record]) -> None:
@@ -214,16 +270,24 @@ class KinesisSource:
         pk: str = raw.get("PartitionKey", "")
         stats = self.stats
         stats.kinesis_records += 1
-        if kpl.is_aggregated(data):
-            try:
-                users = [(u.partition_key, u.data) for u in kpl.deaggregate(data, pk)]
-            except kpl.KplError:
-                stats.corrupt_aggregates += 1
-                users = [(pk, data)]
-        else:
-            users = [(pk, data)]
+        try:
+            pks, payloads = kpl.deaggregate_keys_and_data(data, pk)
+        except kpl.KplError:
+            stats.corrupt_aggregates += 1
+            pks, payloads = [pk], [data]
+        count = len(payloads)
+        if not count:
+            return
         check = ledger.committed is not None or bool(ledger.carried)
-        for sub, (user_pk, payload) in enumerate(users):
+        if not check and (ledger.last_read is None or ledger.last_read < (seq, 0)):
+            # The common case, nothing of this record seen before: one ledger run, no per-record checks.
+            first = ledger.add_run(seq, count)
+            stats.user_records += count
+            stats.bytes += sum(map(len, payloads))
+            out.extend(map(Record, payloads, repeat(arrival_ms), pks, repeat(seq_str), range(count), repeat(ledger),
+                           range(first, first + count)))  # fmt: skip
+            return
+        for sub, (user_pk, payload) in enumerate(zip(pks, payloads, strict=True)):
             position = (seq, sub)
             if ledger.last_read is not None and position <= ledger.last_read:
                 continue  # re-read after an iterator restarted AT the last sequence number
