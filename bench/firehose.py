@@ -13,12 +13,13 @@
 Target: runner >= 150,000 events/s (leaving room for the producer and ClickHouse in the
 100k/s end-to-end budget of issue 7), peak RSS (this process + moto) <= 4 GiB.
 
-Run: /work/venv/bin/python bench/firehose.py [--events N] [--shards 4] [--moto process|thread]
+Run: /work/venv/bin/python bench/firehose.py [--events N] [--shards 4] [--moto process|thread] [--gc-gen0 N]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -157,7 +158,12 @@ def main() -> None:
     parser.add_argument("--s3-interval", type=float, default=5.0)
     parser.add_argument("--s3-buffer-mb", type=float, default=64.0)  # the minimum with format conversion
     parser.add_argument("--timeout", type=float, default=600.0)
+    # The runner allocates several container objects per record; CPython's default gen-0 threshold (700)
+    # then runs many collections over a large live heap. A service may raise it; 0 keeps the default.
+    parser.add_argument("--gc-gen0", type=int, default=0)
     args = parser.parse_args()
+    if args.gc_gen0:
+        gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
 
     moto = Moto(args.moto)
     try:
@@ -191,6 +197,7 @@ def main() -> None:
         "events": args.events,
         "shards": args.shards,
         "moto": args.moto,
+        "gc_threshold": list(gc.get_threshold()),
         "produce_s": round(produce_s, 3),
         "produce_eps": round(args.events / produce_s),
         "runner_s": round(runner_s, 3),

@@ -110,19 +110,27 @@ class Processor:
 
     def batches(self, records: Sequence[Record]) -> list[list[Record]]:
         """Split into invocations of at most the buffer hint (and 6 MB); an oversized record goes alone."""
+        return self.batches_and_costs(records)[0]
+
+    def batches_and_costs(self, records: Sequence[Record]) -> tuple[list[list[Record]], list[int]]:
+        """``batches``, with each batch's event bytes (``record_cost`` summed)."""
         out: list[list[Record]] = []
+        costs: list[int] = []
         batch: list[Record] = []
         size = 0
+        limit = self.limit
         for record in records:
-            cost = record_cost(record)
-            if batch and size + cost > self.limit:
+            cost = (len(record.data) + 2) // 3 * 4 + RECORD_OVERHEAD  # record_cost, inlined: once per record
+            if batch and size + cost > limit:
                 out.append(batch)
+                costs.append(size)
                 batch, size = [], 0
             batch.append(record)
             size += cost
         if batch:
             out.append(batch)
-        return out
+            costs.append(size)
+        return out, costs
 
     def process(self, records: Sequence[Record]) -> Outcome:
         """One batch through the handler, with Firehose's retries and response checks."""

@@ -156,7 +156,7 @@ class DeliveryStream:
                 if self._pending_since is None:
                     self._pending_since = self.clock.monotonic()
                 self._pending.extend(read)
-                self._pending_cost += sum(record_cost(r) for r in read)
+                self._pending_cost += sum(map(record_cost, read))
         self._process(force=False)
         self.destination.flush_due()
         self._save_checkpoints()
@@ -165,20 +165,19 @@ class DeliveryStream:
     def _process(self, *, force: bool) -> None:
         if not self._pending:
             return
-        batches = self.processor.batches(self._pending)
+        batches, costs = self.processor.batches_and_costs(self._pending)
         due = force or (
             self._pending_since is not None
             and self.clock.monotonic() - self._pending_since >= self.settings.processor.buffer_interval_s
         )
-        last_full = sum(record_cost(r) for r in batches[-1]) >= self.processor.limit
-        run = batches if due or last_full else batches[:-1]
+        run = len(batches) if due or costs[-1] >= self.processor.limit else len(batches) - 1
         done = 0
-        for batch in run:
+        for batch in batches[:run]:
             self._route(batch)
             done += len(batch)
         if done:
             del self._pending[:done]
-            self._pending_cost = sum(record_cost(r) for r in self._pending)
+            self._pending_cost = sum(costs[run:])
             self._pending_since = None if not self._pending else self._pending_since
 
     def _route(self, batch: list[Record]) -> None:
