@@ -1,0 +1,36 @@
+"""Where things live in the pipeline's S3 bucket: one definition for the CDK stacks,
+the local Firehose runner and ClickHouse's S3Queue tables.
+
+Firehose's dynamic partitioning writes under
+``<stream>/organization_id=<org>/date=<YYYY-MM-DD>/hour=<HH>/`` where ``stream`` is
+the transform's partition key: ``events`` for on-time events, ``late`` for late ones.
+Top-level prefixes never nest, so a glob over one can never reach another (in
+particular ClickHouse never reads Firehose's error output).
+"""
+
+from __future__ import annotations
+
+# Values of the transform's ``stream`` partition key; they are also the top-level prefixes.
+EVENTS_STREAM = "events"
+LATE_STREAM = "late"
+
+EVENTS_PREFIX = f"{EVENTS_STREAM}/"
+LATE_PREFIX = f"{LATE_STREAM}/"
+ERRORS_PREFIX = "errors/"  # Firehose ErrorOutputPrefix root: errors/<error-output-type>/...
+HTTP_BACKUP_PREFIX = "http-backup/"  # the HTTP delivery stream's S3 backup
+
+# Partition path below EVENTS_PREFIX / LATE_PREFIX, as Firehose's S3 prefix expression.
+PARTITION_PATH = (
+    "organization_id=!{partitionKeyFromLambda:organization_id}/"
+    "date=!{partitionKeyFromLambda:date}/hour=!{partitionKeyFromLambda:hour}/"
+)
+
+# Raw Parquet objects must expire (S3 lifecycle) before ClickHouse forgets them: S3Queue's
+# tracked_file_ttl_sec defaults to this plus a margin, and a forgotten file that still
+# exists is ingested again (deduplicated downstream, but paid for twice).
+DATA_RETENTION_DAYS = 30
+
+
+def partition_prefix(stream: str, organization_id: str, date: str, hour: str) -> str:
+    """Concrete prefix of one partition, e.g. ``events/organization_id=acme/date=2024-05-01/hour=13/``."""
+    return f"{stream}/organization_id={organization_id}/date={date}/hour={hour}/"

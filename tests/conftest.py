@@ -1,0 +1,214 @@
+"""Fixtures shared by every test folder: the ONE embedded ClickHouse engine and a moto S3 server.
+
+- ``clickhouse_engine`` (session): the process's chDB engine (``bxb_stream.clickhouse.engine``).
+  It is started in ``pytest_configure``, before test modules are imported, because importing
+  chdb first would shut S3Queue down for the process. Never open another chdb path in tests.
+- ``moto_s3`` (session): a moto server on 127.0.0.1 (random port) with fake credentials.
+- ``clickhouse_stack`` (session): a factory; ``clickhouse_stack()`` makes a fresh bucket and a
+  fresh database with the full schema applied (S3Queue polling fast, usage refreshed every
+  second) and returns a ``ClickHouseStack``. Databases are dropped before moto stops.
+- ``clickhouse_db`` (session): one such stack, for tests that only need the tables.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bxb_stream.clickhouse import engine as ch_engine
+
+_TEST_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+TEST_NAMED_COLLECTION = "bxb_test_s3"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    data_dir = tempfile.mkdtemp(prefix="bxb-clickhouse-")
+    atexit.register(shutil.rmtree, data_dir, True)  # registered first, so it runs after the engine closes
+    ch_engine.start(data_dir)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_engine() -> ch_engine.Engine:
+    running = ch_engine.current()
+    assert running is not None, "tests/conftest.py pytest_configure starts the engine"
+    return running
+
+
+@dataclass
+class MotoS3:
+    endpoint_url: str
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in _TEST_KEYS}
+    os.environ.update(_TEST_KEYS)  # fake keys only: the named collection is created from them
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield MotoS3(f"http://{host}:{port}")
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy; bounded in time and in attempts."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@dataclass
+class ClickHouseStack:
+    """A bucket and a database with the whole schema, wired to each other."""
+
+    settings: Any  # ClickHouseSettings
+    client: Any
+    s3: Any
+    bucket: str
+    _keys: itertools.count = field(default_factory=itertools.count)
+
+    @property
+    def database(self) -> str:
+        return self.settings.database
+
+    def put_events(self, prefix: str, events: Sequence[Mapping[str, Any]], key: str | None = None) -> str:
+        """Write ``events`` as one Parquet object (the project's Arrow schema) under ``prefix``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from bxb_stream.events.schema import arrow_schema
+
+        schema = arrow_schema()
+        table = pa.Table.from_pylist([dict(e) for e in events], schema=schema)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="snappy")
+        key = key or f"{prefix}bxb-events-1-2026-01-01-00-00-00-{next(self._keys):08d}.parquet"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buf.getvalue())
+        return key
+
+    def count(self, table: str, final: bool = False) -> int:
+        return int(self.client.command(f"SELECT count() FROM {self.database}.{table}{' FINAL' if final else ''}"))
+
+    def wait_count(self, table: str, expected: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: self.count(table) >= expected, timeout, what=f"{expected} rows in {table}")
+        assert self.count(table) == expected
+
+    def wait_processed(self, keys: Sequence[str], timeout: float = 30.0) -> None:
+        """Until S3Queue has processed every object in ``keys`` (its Keeper state, not the row count:
+        an identical file may be dropped by insert deduplication and add no rows)."""
+        sql = (
+            "SELECT groupArray(file_path) FROM system.s3queue_metadata_cache "
+            "WHERE status = 'Processed' AND startsWith(zookeeper_path, %(path)s)"
+        )
+        path = f"/clickhouse/bxb/s3queue/{self.database}/"
+
+        def done() -> bool:
+            processed = set(self.client.query(sql, parameters={"path": path}).result_rows[0][0])
+            failed = self.client.query(
+                "SELECT file_path, exception FROM system.s3queue_metadata_cache "
+                "WHERE status = 'Failed' AND startsWith(zookeeper_path, %(path)s)",
+                parameters={"path": path},
+            ).result_rows
+            assert not failed, f"S3Queue failed files: {failed}"
+            return set(keys) <= processed
+
+        wait_until(done, timeout, what=f"S3Queue to process {list(keys)}")
+
+    def wait_usage_caught_up(self, timeout: float = 30.0) -> None:
+        """Until usage_hourly has been computed after the newest row of events_raw was inserted."""
+        db = self.database
+
+        # A refresh that started 0.5 s after the newest insert began sees that insert committed.
+        sql = (
+            f"SELECT (SELECT max(computed_at) FROM {db}.usage_hourly) "
+            f"> (SELECT max(inserted_at) FROM {db}.events_raw) + INTERVAL 500 MILLISECOND"
+        )
+
+        def caught_up() -> bool:
+            return bool(int(self.client.command(sql)))
+
+        wait_until(caught_up, timeout, what="usage_hourly to refresh after the last insert")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_stack(clickhouse_engine: ch_engine.Engine, moto_s3: MotoS3) -> Iterator[Callable[..., ClickHouseStack]]:
+    from bxb_stream.clickhouse import migrations
+    from bxb_stream.clickhouse.settings import ClickHouseSettings
+
+    client = clickhouse_engine.client()
+    s3 = moto_s3.client()
+    counter = itertools.count()
+    made: list[str] = []
+
+    def make(**overrides: Any) -> ClickHouseStack:
+        n = next(counter)
+        bucket = f"bxb-test-{os.getpid()}-{n}"
+        s3.create_bucket(Bucket=bucket)
+        options: dict[str, Any] = {
+            "bucket_url": f"{moto_s3.endpoint_url}/{bucket}",  # path-style, as moto serves it
+            "database": f"bxb_test_{n}",
+            "named_collection": TEST_NAMED_COLLECTION,
+            "polling_min_timeout_ms": 100,
+            "polling_max_timeout_ms": 300,
+            "polling_backoff_ms": 100,
+            "s3_retry_attempts": 2,  # a dead endpoint must fail fast, not hang
+            "usage_refresh_seconds": 1,
+            "usage_lookback_seconds": 60,
+        }
+        options.update(overrides)
+        settings = ClickHouseSettings(**options)
+        if settings.named_collection:
+            migrations.ensure_named_collection_from_env(client, settings)
+        migrations.apply(client, settings)
+        made.append(settings.database)
+        return ClickHouseStack(settings, client, s3, bucket)
+
+    yield make
+    for db in made:  # stop the queues while moto still answers
+        client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_db(clickhouse_stack: Callable[..., ClickHouseStack]) -> ClickHouseStack:
+    return clickhouse_stack()
+
+
+@pytest.fixture(scope="session")
+def ch_wait() -> Callable[..., Any]:
+    """``wait_until`` for test modules (conftest modules are not importable in importlib mode)."""
+    return wait_until
