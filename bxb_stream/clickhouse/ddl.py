@@ -98,8 +98,9 @@ def _columns(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
 
 
 def _event_table(s: ClickHouseSettings, name: str) -> str:
+    columns = _columns(t.EVENT_COLUMN_TYPES + t.EVENT_EXTRA_COLUMNS)
     return (
-        f"CREATE TABLE IF NOT EXISTS {s.database}.{name} (\n{_columns(t.EVENT_COLUMN_TYPES + t.EVENT_EXTRA_COLUMNS)}\n)\n"
+        f"CREATE TABLE IF NOT EXISTS {s.database}.{name} (\n{columns}\n)\n"
         "ENGINE = ReplacingMergeTree(version)\n"
         "PARTITION BY toYYYYMM(timestamp)\n"
         "ORDER BY (organization_id, external_customer_id, code, timestamp, transaction_id)\n"

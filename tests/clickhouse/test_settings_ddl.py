@@ -1,0 +1,128 @@
+"""Settings validation and what the rendered DDL promises (no engine needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bxb_stream import layout
+from bxb_stream.clickhouse import tables
+from bxb_stream.clickhouse.ddl import migrations, render_sql
+from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
+from bxb_stream.config import ConfigError
+from bxb_stream.events.schema import clickhouse_columns
+
+BUCKET = "https://bxb-events.s3.eu-west-1.amazonaws.com"
+ROLE = "arn:aws:iam::123456789012:role/clickhouse-s3"
+
+
+def settings(**kw) -> ClickHouseSettings:
+    return ClickHouseSettings(**{"bucket_url": BUCKET, "named_collection": "bxb_s3", **kw})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key", "words"),
+    [
+        ({"bucket_url": "ftp://bucket/x"}, "bucket_url", "http(s) URL"),
+        ({"bucket_url": "s3://bucket"}, "bucket_url", "http(s) URL"),
+        ({"bucket_url": "bucket-name"}, "bucket_url", "http(s) URL"),
+        ({"bucket_url": "https://key:secret@host/bucket"}, "bucket_url", "credentials"),
+        ({"bucket_url": "https://host/bucket?x=1"}, "bucket_url", "query"),
+        ({"bucket_url": "https://host/bu'cket"}, "bucket_url", "not allowed"),
+        ({"database": "bxb-prod"}, "database", "identifier"),
+        ({"role_arn": ROLE}, "credentials", "exactly one"),
+        ({"named_collection": ""}, "credentials", "exactly one"),
+        ({"named_collection": "", "role_arn": "arn:aws:iam::1:role/x"}, "role_arn", "IAM role ARN"),
+        ({"events_prefix": "events"}, "events_prefix", "ending in '/'"),
+        ({"events_prefix": "ev*nts/"}, "events_prefix", "glob"),
+        ({"errors_prefix": "events/errors/"}, "errors_prefix", "inside events_prefix"),
+        ({"events_prefix": "/events/"}, "events_prefix", "relative"),
+        ({"tracked_files_limit": 10}, "tracked_files_limit", "integer in"),
+        ({"polling_min_timeout_ms": 5000, "polling_max_timeout_ms": 1000}, "polling_min_timeout_ms", "exceed"),
+        ({"usage_refresh_seconds": 60, "usage_lookback_seconds": 60}, "usage_lookback_seconds", "twice"),
+    ],
+)
+def test_bad_settings_name_the_key(kwargs, key, words):
+    with pytest.raises(ConfigError) as err:
+        settings(**kwargs)
+    assert err.value.key == key
+    assert words in str(err.value)
+
+
+def test_from_env_reads_prefixed_variables_and_overrides_win():
+    env = {"BXB_CLICKHOUSE_BUCKET_URL": "http://127.0.0.1:9000/b1/", "BXB_CLICKHOUSE_TRACKED_FILES_LIMIT": "5000"}
+    s = ClickHouseSettings.from_env(env, named_collection="nc", database="db2")
+    assert (s.bucket_url, s.tracked_files_limit, s.database) == ("http://127.0.0.1:9000/b1", 5000, "db2")
+    with pytest.raises(ConfigError, match="BUCKET_URL"):
+        ClickHouseSettings.from_env({}, named_collection="nc")
+    with pytest.raises(ConfigError, match="integer"):
+        ClickHouseSettings.from_env({**env, "BXB_CLICKHOUSE_LOADING_RETRIES": "many"}, named_collection="nc")
+
+
+def _table_columns(sql: str, table: str) -> list[tuple[str, str]]:
+    body = re.search(rf"CREATE TABLE IF NOT EXISTS \w+\.{table} \(\n(.*?)\n\)", sql, re.S)
+    assert body, table
+    return [tuple(re.match(r"\s*`(\w+)` (.*?),?$", line).groups()) for line in body.group(1).splitlines()]
+
+
+def test_event_columns_come_from_the_schema():
+    sql = render_sql(settings())
+    schema = [(n, k) for n, k in clickhouse_columns()]
+    for table in (tables.EVENTS_RAW, tables.EVENTS_LATE):
+        cols = _table_columns(sql, table)
+        assert cols[: len(schema)] == schema
+        assert [n for n, _ in cols[len(schema) :]] == [n for n, _ in tables.EVENT_EXTRA_COLUMNS]
+    for queue in (tables.EVENTS_QUEUE, tables.LATE_QUEUE):
+        assert _table_columns(sql, queue) == schema
+    assert tuple(n for n, _ in schema) == tables.EVENT_COLUMNS
+
+
+def test_queues_read_only_their_prefix_and_never_errors_or_backup():
+    s = settings()
+    sql = render_sql(s)
+    urls = re.findall(r"url = '([^']+)'", sql)
+    assert urls == [f"{BUCKET}/{layout.EVENTS_PREFIX}**", f"{BUCKET}/{layout.LATE_PREFIX}**"]
+    for url in urls:
+        assert layout.ERRORS_PREFIX not in url and layout.HTTP_BACKUP_PREFIX not in url
+    assert sql.count("mode = 'unordered'") == 2
+    for setting in (
+        "tracked_files_limit = 2000000",
+        "tracked_file_ttl_sec = 3024000",
+        "polling_max_timeout_ms = 10000",
+    ):
+        assert sql.count(setting) == 2
+    # Tracking outlives the objects: a forgotten file that still exists would be read again.
+    assert s.tracked_file_ttl_sec > layout.DATA_RETENTION_DAYS * 86_400
+
+
+def test_credentials_are_referenced_never_rendered(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY123456")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    named = render_sql(settings())
+    role = render_sql(settings(named_collection="", role_arn=ROLE))
+    for sql in (named, role):
+        assert "AKIAEXAMPLEKEY123456" not in sql and "wJalrXUtnFEMI" not in sql
+        assert "access_key" not in sql.lower() and "secret" not in sql.lower()
+    assert "S3Queue(bxb_s3, url = " in named
+    assert f"extra_credentials(role_arn = '{ROLE}')" in role
+    assert settings(named_collection="", role_arn=ROLE).credentials_mode is CredentialsMode.ROLE
+
+
+def test_tables_make_dedup_tokens_effective_and_dedupe_by_transaction():
+    sql = render_sql(settings(dedup_window=777))
+    for table in (tables.EVENTS_RAW, tables.EVENTS_LATE, tables.DEAD_LETTER):
+        block = sql.split(f"CREATE TABLE IF NOT EXISTS bxb.{table} ")[1].split(";")[0]
+        assert "non_replicated_deduplication_window = 777" in block
+    raw = sql.split("CREATE TABLE IF NOT EXISTS bxb.events_raw ")[1].split(";")[0]
+    assert "ReplacingMergeTree(version)" in raw
+    assert "ORDER BY (organization_id, external_customer_id, code, timestamp, transaction_id)" in raw
+    # usage_hourly is only ever computed from deduplicated rows.
+    assert "FROM bxb.events_raw FINAL" in sql.split("usage_hourly_refresh")[1]
+
+
+def test_migrations_are_numbered_and_checksums_follow_the_settings():
+    a, b = migrations(settings()), migrations(settings(bucket_url="http://127.0.0.1:9000/other"))
+    assert [m.version for m in a] == [1, 2, 3]
+    assert [m.checksum for m in a[:2]] == [m.checksum for m in b[:2]]
+    assert a[2].checksum != b[2].checksum
