@@ -16,22 +16,15 @@ from typing import Any
 
 import msgspec
 
+from bxb_stream.clickhouse import tables
 from bxb_stream.events.schema import clickhouse_columns
 from bxb_stream.events.validate import EventError, StoredEvent, read_line, read_lines
 
 # Columns in StoredEvent's field order, so a decoded line is already a row.
 EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in msgspec.structs.fields(StoredEvent))
 EVENT_TYPES: tuple[str, ...] = tuple(dict(clickhouse_columns())[name] for name in EVENT_COLUMNS)
-DEAD_LETTER_COLUMNS = (
-    "organization_id",
-    "request_id",
-    "record_index",
-    "raw",
-    "error_code",
-    "error_message",
-    "failed_at",
-)
-DEAD_LETTER_TYPES = ("String", "String", "UInt32", "String", "String", "String", "DateTime64(3, 'UTC')")
+DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(name for name, _ in tables.DEAD_LETTER_COLUMN_TYPES)
+DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
+from bxb_stream.clickhouse import tables
 from bxb_stream.ingest import protocol
 from bxb_stream.ingest.protocol import Limits, ProtocolError
 from bxb_stream.ingest.rows import (
@@ -39,9 +40,9 @@ class KeyCheck(Protocol):
 @dataclass(frozen=True)
 class IngestSettings:
     database: str = "bxb"
-    events_table: str = "events_raw"
-    late_table: str = "events_late"
-    dead_letter_table: str = "events_dead_letter"
+    events_table: str = tables.EVENTS_RAW
+    late_table: str = tables.EVENTS_LATE
+    dead_letter_table: str = tables.DEAD_LETTER
     default_organization: str = ""
     # Events older than this when transformed go to late_table, as the S3 path's late prefix does.
     allowed_lateness_seconds: int | None = 86_400
