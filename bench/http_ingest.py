@@ -16,6 +16,7 @@ import argparse
 import base64
 import gc
 import json
+import os
 import random
 import sys
 import tempfile
@@ -27,10 +28,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import clickhouse_connect
+import boto3
+from moto.server import ThreadedMotoServer
 
+from bxb_stream.clickhouse import engine as ch_engine
+from bxb_stream.clickhouse import migrations
+from bxb_stream.clickhouse.tables import EVENT_COLUMNS
 from bxb_stream.config import EventRules
-from bxb_stream.events.schema import clickhouse_columns
 from bxb_stream.events.validate import normalize, to_line
 from bxb_stream.ingest import IngestService, IngestSettings
 
@@ -105,18 +109,11 @@ def naive_handler(client: Any, database: str) -> Any:
     return handle
 
 
-def create_tables(client: Any, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    cols = ", ".join(f"{name} {kind}" for name, kind in clickhouse_columns())
-    client.command(
-        f"CREATE TABLE {database}.events_raw ({cols}) ENGINE = ReplacingMergeTree(ingested_at) "
-        "ORDER BY (organization_id, transaction_id) SETTINGS non_replicated_deduplication_window = 1000"
-    )
-    client.command(
-        f"CREATE TABLE {database}.events_dead_letter (organization_id String, request_id String, "
-        "record_index UInt32, raw String, error_code String, error_message String, failed_at DateTime64(3, 'UTC')) "
-        "ENGINE = MergeTree ORDER BY failed_at SETTINGS non_replicated_deduplication_window = 1000"
-    )
+def project_schema(database: str, bucket_url: str) -> Any:
+    """The project's real tables (events_raw, events_late, dead letters, queues) in ``database``."""
+    from bxb_stream.clickhouse.settings import ClickHouseSettings
+
+    return ClickHouseSettings(bucket_url=bucket_url, database=database, named_collection="bench_s3")
 
 
 def main() -> int:
@@ -124,9 +121,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tempfile.mkdtemp(prefix='bxb-bench-ingest-')}")
+    engine = ch_engine.start(tempfile.mkdtemp(prefix="bxb-bench-ingest-"))
+    client = engine.client()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="bench")
     for db in ("ours", "naive"):
-        create_tables(client, db)
+        settings = project_schema(db, f"http://{host}:{port}/bench")
+        migrations.ensure_named_collection_from_env(client, settings)
+        migrations.apply(client, settings)
     ours = IngestService(AnyKey(), lambda: client, IngestSettings(database="ours"))
     naive = naive_handler(client, "naive")
 
@@ -146,10 +151,14 @@ def main() -> int:
     for db in ("ours", "naive"):
         count = client.query(f"SELECT count() FROM {db}.events_raw FINAL").result_rows[0][0]
         assert count == rows, (db, count, rows)
+    columns = ", ".join(EVENT_COLUMNS)
     identical = (
-        client.query("SELECT * FROM ours.events_raw FINAL ORDER BY transaction_id").result_rows
-        == client.query("SELECT * FROM naive.events_raw FINAL ORDER BY transaction_id").result_rows
+        client.query(f"SELECT {columns} FROM ours.events_raw FINAL ORDER BY transaction_id").result_rows
+        == client.query(f"SELECT {columns} FROM naive.events_raw FINAL ORDER BY transaction_id").result_rows
     )
+    for db in ("ours", "naive"):
+        client.command(f"DROP DATABASE {db} SYNC")  # stop the queues before moto goes
+    moto.stop()
 
     figures = {
         "request_mib": round(body_mib, 2),
