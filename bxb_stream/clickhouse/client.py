@@ -4,6 +4,8 @@
 - ``chdb:///abs/path``                          : the embedded engine on that directory
 - ``embedded``                                  : the embedded engine on ``$BXB_CLICKHOUSE_DATA_DIR``
                                                   (default ``.bxb/clickhouse``)
+- ``local+http://127.0.0.1:PORT``               : read-only queries through a running
+                                                  ``bxb-stream local --serve`` (it owns the engine)
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ def connect(url: str) -> Any:
         if not path or parts.netloc in ("memory", ":memory:"):
             raise ClientUrlError(f"the embedded engine needs a directory, like chdb:///tmp/bxb-ch; got {url!r}")
         return engine.start(path).client()
+    if parts.scheme == "local+http":
+        from bxb_stream.local.relay import RelayClient
+
+        return RelayClient(url)
     if parts.scheme in ("http", "https") and parts.hostname:
         import clickhouse_connect
 
         return clickhouse_connect.get_client(dsn=url)
     raise ClientUrlError(
-        f"--url must be http(s)://[user:password@]host:port, chdb:///path or embedded; got {redact(url)!r}"
+        "--url must be http(s)://[user:password@]host:port, chdb:///path, embedded or local+http://127.0.0.1:PORT; "
+        f"got {redact(url)!r}"
     )
 
 

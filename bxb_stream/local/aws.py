@@ -1,0 +1,79 @@
+"""Kinesis, S3 and Secrets Manager for a local run: moto's server on loopback, or any
+AWS-compatible endpoint (LocalStack, a separate moto) given by ``--endpoint-url`` or
+``AWS_ENDPOINT_URL``. Whatever the endpoint, the stream, bucket and secret are created
+there when missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+# moto and most emulators accept any keys; real ones are never needed locally.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+@dataclass
+class AwsStandIn:
+    endpoint_url: str | None = None  # None: start moto's server on 127.0.0.1
+    region: str = "us-east-1"
+    _server: Any = field(default=None, repr=False)
+
+    def start(self) -> AwsStandIn:
+        if self.endpoint_url is None:
+            from moto.server import ThreadedMotoServer
+
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server.start()
+            host, port = self._server.get_host_and_port()
+            self.endpoint_url = f"http://{host}:{port}"
+        # Child code (boto3 clients built elsewhere, the S3Queue named collection) reads these.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIALS["aws_access_key_id"])
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIALS["aws_secret_access_key"])
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
+        return self
+
+    @property
+    def started_moto(self) -> bool:
+        return self._server is not None
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region)
+
+    def ensure_stream(self, name: str, shards: int, timeout_s: float = 30.0) -> None:
+        kinesis = self.client("kinesis")
+        with contextlib.suppress(kinesis.exceptions.ResourceInUseException):  # it exists: use it
+            kinesis.create_stream(StreamName=name, ShardCount=shards)
+        deadline = time.monotonic() + timeout_s
+        for _ in range(int(timeout_s / 0.2) + 1):
+            status = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+            if status == "ACTIVE":
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        raise TimeoutError(f"stream {name} did not become ACTIVE within {timeout_s}s")
+
+    def ensure_bucket(self, name: str) -> None:
+        s3 = self.client("s3")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=name)
+
+    def ensure_secret(self, name: str, value: dict[str, str]) -> str:
+        """The secret's ARN; its value is set to ``value`` (a new version if it existed)."""
+        secrets = self.client("secretsmanager")
+        try:
+            return secrets.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+        except secrets.exceptions.ResourceExistsException:
+            return secrets.put_secret_value(SecretId=name, SecretString=json.dumps(value))["ARN"]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -1,0 +1,100 @@
+"""Read-only query access to a ``bxb-stream local --serve`` process from another terminal.
+
+chDB is an in-process engine: only the serving process can open its data directory.
+So that process answers ``POST /query`` (JSON ``{"sql", "parameters"}``) on loopback,
+for SELECT statements only, and ``RelayClient`` offers the one method the usage
+queries need (``query(sql, parameters).result_rows``). ``bxb-stream usage --url
+local+http://127.0.0.1:PORT`` uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SCHEME = "local+http"
+_READ_ONLY = ("select", "with", "show", "describe", "exists")
+
+
+class RelayServer:
+    def __init__(self, client: Any, port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(client, threading.Lock()))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="query-relay", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{SCHEME}://{host}:{port}"
+
+    def start(self) -> RelayServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Result:
+    result_rows: list[tuple[Any, ...]]
+
+
+class RelayClient:
+    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+        if not url.startswith(f"{SCHEME}://127.0.0.1:") and not url.startswith(f"{SCHEME}://localhost:"):
+            raise ValueError(f"the local query relay listens on loopback only, got {url!r}")
+        self._endpoint = "http://" + url.split("://", 1)[1].rstrip("/") + "/query"
+        self._timeout = timeout_s
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Result:
+        body = json.dumps({"sql": sql, "parameters": parameters or {}}).encode()
+        request = urllib.request.Request(self._endpoint, data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            payload = json.loads(response.read())
+        if "error" in payload:
+            raise RuntimeError(f"query failed: {payload['error']}")
+        return Result([tuple(row) for row in payload["rows"]])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _handler(client: Any, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
+    class Relay(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            try:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                sql = str(request["sql"])
+                if not sql.lstrip().lower().startswith(_READ_ONLY):
+                    raise PermissionError("only read-only statements are relayed")
+                with lock:  # one session: clickhouse-connect clients are not shared across threads
+                    rows = client.query(sql, parameters=request.get("parameters") or {}).result_rows
+                payload: dict[str, Any] = {"rows": [[_jsonable(v) for v in row] for row in rows]}
+                status = 200
+            except Exception as exc:  # the caller gets the reason; the server keeps serving
+                payload, status = {"error": f"{type(exc).__name__}: {exc}"}, 400
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Relay
