@@ -23,7 +23,7 @@ from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import migrations
 from bxb_stream.clickhouse import tables as t
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.firehose.runner import DeliveryStream
+from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
 from bxb_stream.layout import EVENTS_PREFIX, LATE_PREFIX
 from bxb_stream.local import settings as local_settings
@@ -64,6 +64,12 @@ class PathRuntime:
     runner: DeliveryStream
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Statistics of runners this one replaced: everything they settled is checkpointed,
+    # so it is never read again; what they still held is read again by the new runner.
+    retired: list[DeliveryStats] = field(default_factory=list)
+
+    def stats(self) -> list[DeliveryStats]:
+        return [*self.retired, self.runner.stats]
 
 
 @dataclass
@@ -168,6 +174,7 @@ class LocalPipeline:
             runtime.runner.close()
         else:
             runtime.runner.source.close()
+        runtime.retired.append(runtime.runner.stats)
         runtime.runner = self._runner(path)
         self._start_runner(runtime)
 
@@ -228,19 +235,19 @@ class LocalPipeline:
     # ------------------------------------------------------------------ waiting
     def counts(self, path: str) -> PathCounts:
         runtime = self.paths[path]
-        stats = runtime.runner.stats
+        *retired, current = runtime.stats()
         db = runtime.database
         final = self._count_final
         return PathCounts(
             path=path,
-            read=stats.records_read,
-            in_flight=stats.in_flight,
+            read=sum(old.settled for old in retired) + current.records_read,
+            in_flight=current.in_flight,
             stored=final(f"{db}.{t.EVENTS_RAW}"),
             late=final(f"{db}.{t.EVENTS_LATE}"),
-            dropped_in_batch=stats.dropped,
+            dropped_in_batch=sum(s.dropped for s in retired) + current.dropped,
             rejected=self._rejected(runtime),
-            backed_up=sum(stats.backed_up.values()),
-            delivered=stats.delivered,
+            backed_up=sum(sum(s.backed_up.values()) for s in (*retired, current)),
+            delivered=sum(s.delivered for s in retired) + current.delivered,
         )
 
     def wait_settled(self, on_progress: Callable[[dict[str, PathCounts]], None] | None = None) -> bool:
@@ -300,11 +307,11 @@ class LocalPipeline:
 
     def _rejected(self, runtime: PathRuntime) -> dict[str, int]:
         """Rejections by the transform's error code, plus the ingest's dead letters (HTTP)."""
-        stats = runtime.runner.stats
         rejected: dict[str, int] = {}
-        for code, n in stats.transform_reasons.items():
-            if code != "duplicate_in_batch" and not code.startswith("hook_dropped"):
-                rejected[code] = rejected.get(code, 0) + n
+        for stats in runtime.stats():
+            for code, n in stats.transform_reasons.items():
+                if code != "duplicate_in_batch" and not code.startswith("hook_dropped"):
+                    rejected[code] = rejected.get(code, 0) + n
         if runtime.name == "http":
             rows = self.client.query(
                 f"SELECT error_code, count() FROM {runtime.database}.{t.DEAD_LETTER} GROUP BY error_code"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -58,8 +59,11 @@ class RelayClient:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Result:
         body = json.dumps({"sql": sql, "parameters": parameters or {}}).encode()
         request = urllib.request.Request(self._endpoint, data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=self._timeout) as response:
-            payload = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as err:  # the relay explains a refused query in its body
+            payload = json.loads(err.read() or b"{}") or {"error": f"HTTP {err.code}"}
         if "error" in payload:
             raise RuntimeError(f"query failed: {payload['error']}")
         return Result([tuple(row) for row in payload["rows"]])

@@ -1,0 +1,138 @@
+"""The local pipeline end to end: producer -> Kinesis -> Firehose runners -> ClickHouse, both paths.
+
+Runs on the session's engine and moto server (an AWS-compatible endpoint, as
+``--endpoint-url`` would give), with a fresh config name per test so streams,
+buckets and databases never mix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bxb_stream.clickhouse.usage import query_usage
+from bxb_stream.deployment import PipelineConfig
+from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
+from bxb_stream.local.reconcile import HOUR_MS, reconcile
+from bxb_stream.local.relay import RelayClient, RelayServer
+
+ROOT = Path(__file__).resolve().parents[2]
+_names = itertools.count()
+
+
+@pytest.fixture
+def make_pipeline(moto_s3, tmp_path):
+    made = []
+
+    def build(**options) -> LocalPipeline:
+        n = next(_names)
+        config = PipelineConfig(name=f"local-t{n}")
+        opts = LocalOptions(
+            data_dir=tmp_path / f"run{n}",
+            endpoint_url=moto_s3.endpoint_url,
+            database=f"local_t{n}",
+            buffer_seconds=0.5,
+            timeout_s=120,
+            shards=2,
+            **options,
+        )
+        pipeline = LocalPipeline(config, opts)
+        made.append(pipeline)
+        pipeline.start()
+        return pipeline
+
+    yield build
+    for pipeline in made:
+        pipeline.stop()
+        for runtime in pipeline.paths.values():
+            pipeline.client.command(f"DROP DATABASE IF EXISTS {runtime.database} SYNC")
+
+
+def reconciled(pipeline: LocalPipeline) -> dict:
+    results = {}
+    for path in pipeline.paths:
+        result = reconcile(
+            pipeline.expected, pipeline.produced.events, pipeline.counts(path), pipeline.usage_rows(path)
+        )
+        diffs = [line for line in result.lines if not line.ok]
+        assert not diffs, (path, diffs)
+        assert not result.usage_mismatches, (path, result.usage_mismatches[:5])
+        results[path] = result
+    return results
+
+
+def test_both_paths_reconcile_exactly(make_pipeline):
+    pipeline = make_pipeline(events=3_000, aggregate=True, duplicate_share=0.05, invalid_share=0.03, late_share=0.03)
+    produced = pipeline.produce()
+    assert produced.events == 3_000 and produced.failures == 0
+    assert produced.records < 100  # KPL aggregation: many events per Kinesis record
+    assert pipeline.wait_settled()
+    results = reconciled(pipeline)
+    expected = pipeline.expected
+    for path, result in results.items():
+        lines = {line.category: line.measured for line in result.lines}
+        assert lines["stored"] == expected.kinds["stored"] > 2_500
+        assert lines["duplicates dropped"] == expected.kinds["duplicate"] > 50
+        assert lines["late (side output)"] == expected.kinds["late"] > 30
+        assert sum(v for k, v in lines.items() if k.startswith("rejected")) == expected.kinds["invalid"] > 30
+        assert result.usage_rows == len(expected.usage)
+        latencies = pipeline.latencies_ms(path)
+        assert len(latencies) == expected.kinds["stored"] and 0 < latencies[len(latencies) // 2] < 60_000
+
+    # Usage through the public query API equals the ground truth for the busiest customer.
+    (org, customer, code, hour), (count, _, _) = max(expected.usage.items(), key=lambda kv: kv[1][0])
+    start = datetime.fromtimestamp(hour / 1000, tz=UTC)
+    end = datetime.fromtimestamp((hour + HOUR_MS) / 1000, tz=UTC)
+    for runtime in pipeline.paths.values():
+        usage = query_usage(pipeline.client, runtime.database, org, customer, code, start, end)
+        assert usage.event_count == count
+
+
+def test_killing_the_runner_mid_stream_loses_and_double_counts_nothing(make_pipeline):
+    pipeline = make_pipeline(events=4_000, paths=("s3",), duplicate_share=0.02, invalid_share=0.01, late_share=0.01)
+    workload = list(pipeline.workload())
+    pipeline.produce(iter(workload[:2_000]))
+    runtime = pipeline.paths["s3"]
+    for _ in range(400):  # until the runner has delivered part of the stream and holds more
+        stats = runtime.runner.stats
+        if stats.delivered > 0 and stats.in_flight > 0:
+            break
+        time.sleep(0.05)
+    assert runtime.runner.stats.in_flight > 0
+    pipeline.restart_runner("s3", graceful=False)  # a kill: whatever it buffered is abandoned
+    pipeline.produce(iter(workload[2_000:]))
+    assert pipeline.wait_settled()
+    reconciled(pipeline)
+
+
+def test_serve_relay_answers_usage_from_another_process(make_pipeline):
+    pipeline = make_pipeline(events=500, paths=("http",))
+    pipeline.produce()
+    assert pipeline.wait_settled()
+    relay = RelayServer(pipeline.client).start()
+    try:
+        (org, customer, code, hour), (count, value_sum, _) = max(
+            pipeline.expected.usage.items(), key=lambda kv: kv[1][0]
+        )
+        start = datetime.fromtimestamp(hour / 1000, tz=UTC).isoformat()
+        end = datetime.fromtimestamp((hour + HOUR_MS) / 1000, tz=UTC).isoformat()
+        database = pipeline.paths["http"].database
+        result = subprocess.run(
+            [sys.executable, "-m", "bxb_stream", "usage", "--url", relay.url, "--database", database,
+             "--organization-id", org, "--customer", customer, "--code", code, "--from", start, "--to", end],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["event_count"] == count
+        with pytest.raises(RuntimeError, match="read-only"):
+            RelayClient(relay.url).query(f"DROP DATABASE {database}")
+    finally:
+        relay.stop()
