@@ -118,7 +118,7 @@ def test_serve_relay_answers_usage_from_another_process(make_pipeline):
     assert pipeline.wait_settled()
     relay = RelayServer(pipeline.client).start()
     try:
-        (org, customer, code, hour), (count, value_sum, _) = max(
+        (org, customer, code, hour), (count, _, _) = max(
             pipeline.expected.usage.items(), key=lambda kv: kv[1][0]
         )
         start = datetime.fromtimestamp(hour / 1000, tz=UTC).isoformat()
