@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bxb_stream import layout
 from bxb_stream.config import ConfigError, EventRules
 
 PREFIX = "bxb:"
@@ -33,16 +34,11 @@ PREFIX = "bxb:"
 # S3 layout written by Firehose A (dynamic partitioning from the transform's partition keys).
 # On-time data lands under events/..., late data under late/...; errors and HTTP backups never
 # overlap either, so ClickHouse (S3Queue) and its IAM role only ever see Parquet.
-PARQUET_PREFIXES: tuple[str, ...] = ("events/", "late/")
-DATA_PREFIX = (
-    "!{partitionKeyFromLambda:stream}/"
-    "organization_id=!{partitionKeyFromLambda:organization_id}/"
-    "date=!{partitionKeyFromLambda:date}/"
-    "hour=!{partitionKeyFromLambda:hour}/"
-)
-ERROR_PREFIX = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
-HTTP_BACKUP_PREFIX = "http-backup/"
-HTTP_BACKUP_ERROR_PREFIX = "http-backup-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+PARQUET_PREFIXES: tuple[str, ...] = (layout.EVENTS_PREFIX, layout.LATE_PREFIX)
+DATA_PREFIX = layout.FIREHOSE_DATA_PREFIX
+ERROR_PREFIX = layout.FIREHOSE_ERROR_PREFIX
+HTTP_BACKUP_PREFIX = layout.FIREHOSE_HTTP_BACKUP_PREFIX
+HTTP_BACKUP_ERROR_PREFIX = layout.FIREHOSE_HTTP_BACKUP_ERROR_PREFIX
 
 DELIVERY_PATHS = ("s3", "http", "both")
 # CloudWatch Logs accepts only these retention periods (days).

@@ -31,6 +31,13 @@ PARTITION_PATH = (
 DATA_RETENTION_DAYS = 30
 
 
+# Firehose's prefix expressions: what the CDK stacks configure and the local runner evaluates.
+FIREHOSE_DATA_PREFIX = "!{partitionKeyFromLambda:stream}/" + PARTITION_PATH
+FIREHOSE_ERROR_PREFIX = ERRORS_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+FIREHOSE_HTTP_BACKUP_PREFIX = HTTP_BACKUP_PREFIX
+FIREHOSE_HTTP_BACKUP_ERROR_PREFIX = "http-backup-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+
+
 def partition_prefix(stream: str, organization_id: str, date: str, hour: str) -> str:
     """Concrete prefix of one partition, e.g. ``events/organization_id=acme/date=2024-05-01/hour=13/``."""
     return f"{stream}/organization_id={organization_id}/date={date}/hour={hour}/"

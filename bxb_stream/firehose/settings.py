@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bxb_stream import layout
+
 MIB = 1024 * 1024
 # Lambda's synchronous invoke payload limit; Firehose never sends a bigger event.
 LAMBDA_PAYLOAD_LIMIT = 6 * MIB
 
-DATA_PREFIX = (
-    "!{partitionKeyFromLambda:stream}/organization_id=!{partitionKeyFromLambda:organization_id}/"
-    "date=!{partitionKeyFromLambda:date}/hour=!{partitionKeyFromLambda:hour}/"
-)
-ERROR_PREFIX = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
-HTTP_BACKUP_PREFIX = "http-backup/!{timestamp:yyyy/MM/dd}/"
+# The same prefix expressions the CDK stacks configure (one definition, in layout).
+DATA_PREFIX = layout.FIREHOSE_DATA_PREFIX
+ERROR_PREFIX = layout.FIREHOSE_ERROR_PREFIX
+HTTP_BACKUP_PREFIX = layout.FIREHOSE_HTTP_BACKUP_PREFIX
+HTTP_BACKUP_ERROR_PREFIX = layout.FIREHOSE_HTTP_BACKUP_ERROR_PREFIX
 
 
 class SettingsError(ValueError):
@@ -99,7 +100,7 @@ class HttpSettings:
     max_backoff_s: float = 120.0
     backup_bucket: str = ""
     backup_prefix: str = HTTP_BACKUP_PREFIX
-    backup_error_prefix: str = ERROR_PREFIX
+    backup_error_prefix: str = HTTP_BACKUP_ERROR_PREFIX
 
     def __post_init__(self) -> None:
         _check("http buffer_size_bytes", self.buffer_size_bytes, 1, 64 * MIB)

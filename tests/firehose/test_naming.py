@@ -4,7 +4,7 @@ import re
 import pytest
 
 from bxb_stream.firehose.naming import PrefixError, evaluate_prefix, java_datetime, object_name, partition_fields
-from bxb_stream.firehose.settings import DATA_PREFIX, ERROR_PREFIX, HTTP_BACKUP_PREFIX
+from bxb_stream.firehose.settings import DATA_PREFIX, ERROR_PREFIX, HTTP_BACKUP_ERROR_PREFIX, HTTP_BACKUP_PREFIX
 
 WHEN = 1_767_323_045_678  # 2026-01-02T03:04:05.678Z
 KEYS = {"stream": "late", "organization_id": "acme", "date": "2025-12-31", "hour": "23"}
@@ -21,7 +21,10 @@ def test_error_and_backup_prefixes_use_type_and_utc_time() -> None:
         "errors/processing-failed/2026/01/02/"
     )
     assert evaluate_prefix(HTTP_BACKUP_PREFIX, when_ms=WHEN, error_output_type="http-endpoint-failed") == (
-        "http-backup/2026/01/02/"
+        "http-backup/"  # a static prefix, as the CDK stack configures it
+    )
+    assert evaluate_prefix(HTTP_BACKUP_ERROR_PREFIX, when_ms=WHEN, error_output_type="processing-failed") == (
+        "http-backup-errors/processing-failed/2026/01/02/"
     )
 
 
