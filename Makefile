@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json pack
 install: $(STAMP)
 
 demo: install
-	$(BIN)/bxb-stream transform --synthetic 20000
+	$(BIN)/bxb-stream local
 
 test: install
 	$(BIN)/python -m pytest
@@ -33,6 +33,11 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/transform.py
+	$(BIN)/python bench/producer.py
+	$(BIN)/python bench/http_ingest.py
+	$(BIN)/python bench/clickhouse.py
+	$(BIN)/python bench/firehose.py
+	$(BIN)/python bench/local_e2e.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache
