@@ -46,7 +46,8 @@ def main() -> int:
     pipeline = LocalPipeline(PipelineConfig(), options)
     pipeline.start()
     try:
-        produced = pipeline.produce()
+        workload = pipeline.prepare()  # the input, made before the clock starts
+        produced = pipeline.produce(workload)
         put_seconds = produced.last_put - produced.first_put
         settled = pipeline.wait_settled()
         queryable_at = time.time()

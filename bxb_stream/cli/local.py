@@ -90,6 +90,8 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     n = pipeline.options.events
+    with console.status(f"generating {n:,} synthetic events"):
+        workload = pipeline.prepare()
     columns = (
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -104,7 +106,7 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
         def produced(done: int) -> None:
             progress.update(produce, completed=done, rate=f"{done / max(time.monotonic() - started, 1e-9):,.0f}/s")
 
-        pipeline.produce(on_progress=produced)
+        pipeline.produce(workload, on_progress=produced)
         tasks = {path: progress.add_task(f"{path}: read by Firehose", total=n, rate="") for path in pipeline.paths}
         stored = {
             path: progress.add_task(f"{path}: queryable", total=pipeline.expected.kinds["stored"], rate="")

@@ -97,8 +97,8 @@ def test_both_paths_reconcile_exactly(make_pipeline):
 
 def test_killing_the_runner_mid_stream_loses_and_double_counts_nothing(make_pipeline):
     pipeline = make_pipeline(events=4_000, paths=("s3",), duplicate_share=0.02, invalid_share=0.01, late_share=0.01)
-    workload = list(pipeline.workload())
-    pipeline.produce(iter(workload[:2_000]))
+    workload = pipeline.prepare()
+    pipeline.produce(workload[:2_000])
     runtime = pipeline.paths["s3"]
     for _ in range(400):  # until the runner has delivered part of the stream and holds more
         stats = runtime.runner.stats
@@ -107,7 +107,7 @@ def test_killing_the_runner_mid_stream_loses_and_double_counts_nothing(make_pipe
         time.sleep(0.05)
     assert runtime.runner.stats.in_flight > 0
     pipeline.restart_runner("s3", graceful=False)  # a kill: whatever it buffered is abandoned
-    pipeline.produce(iter(workload[2_000:]))
+    pipeline.produce(workload[2_000:])
     assert pipeline.wait_settled()
     reconciled(pipeline)
 
@@ -118,9 +118,7 @@ def test_serve_relay_answers_usage_from_another_process(make_pipeline):
     assert pipeline.wait_settled()
     relay = RelayServer(pipeline.client).start()
     try:
-        (org, customer, code, hour), (count, _, _) = max(
-            pipeline.expected.usage.items(), key=lambda kv: kv[1][0]
-        )
+        (org, customer, code, hour), (count, _, _) = max(pipeline.expected.usage.items(), key=lambda kv: kv[1][0])
         start = datetime.fromtimestamp(hour / 1000, tz=UTC).isoformat()
         end = datetime.fromtimestamp((hour + HOUR_MS) / 1000, tz=UTC).isoformat()
         database = pipeline.paths["http"].database
