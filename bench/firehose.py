@@ -23,11 +23,9 @@ import gc
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +40,7 @@ from bxb_stream.firehose.settings import (
     SourceSettings,
 )
 from bxb_stream.firehose.timing import STAGES
+from bxb_stream.local.aws import MotoServer
 from bxb_stream.producer import Producer
 from bxb_stream.producer import limits as L
 from bxb_stream.producer.synthetic import generate
@@ -49,62 +48,6 @@ from bxb_stream.producer.synthetic import generate
 TARGET_RUNNER_EPS = 150_000
 TARGET_PEAK_RSS_MB = 4096
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-# The moto child: serve on a free loopback port, print it, stop when stdin closes.
-MOTO_CHILD = """
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()
-server.stop()
-"""
-
-
-class Moto:
-    """moto's server on 127.0.0.1, in a child process or a thread of this one."""
-
-    def __init__(self, mode: str) -> None:
-        self.child: subprocess.Popen[str] | None = None
-        self.server: Any = None
-        if mode == "process":
-            self.child = subprocess.Popen(
-                [sys.executable, "-c", MOTO_CHILD],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            assert self.child.stdout is not None
-            port = int(self.child.stdout.readline())  # the child prints its port once it listens
-        else:
-            from moto.server import ThreadedMotoServer
-
-            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            self.server.start()
-            port = self.server.get_host_and_port()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-
-    def peak_rss_mb(self) -> float:
-        """The child's high-water RSS (0 when moto runs in this process: it is in ours)."""
-        if self.child is None:
-            return 0.0
-        for line in Path(f"/proc/{self.child.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        if self.child is not None:
-            assert self.child.stdin is not None
-            self.child.stdin.close()
-            try:
-                self.child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait(timeout=10)
-        if self.server is not None:
-            self.server.stop()
 
 
 def produce(endpoint: str, stream: str, n: int, seed: int) -> float:
@@ -165,7 +108,7 @@ def main() -> None:
     if args.gc_gen0:
         gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
 
-    moto = Moto(args.moto)
+    moto = MotoServer(args.moto)
     try:
         kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, **CREDS)
         stream, bucket = "bench-events", "bench-lake"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bxb_stream.cli.local import tune_gc
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
 from bxb_stream.local.reconcile import reconcile
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=4)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    tune_gc()  # as bxb-stream local does
 
     options = LocalOptions(
         events=args.events,
@@ -53,13 +55,14 @@ def main() -> int:
         queryable_at = time.time()
         result = reconcile(pipeline.expected, produced.events, pipeline.counts("s3"), pipeline.usage_rows("s3"))
         latencies = pipeline.latencies_ms("s3")
+        moto_rss_mb = pipeline.aws.peak_rss_mb()
     finally:
         pipeline.stop()
 
     elapsed = queryable_at - produced.first_put
     p50 = latencies[len(latencies) // 2] / 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + moto_rss_mb  # this process + moto
     figures = {
         "events": produced.events,
         "kinesis_records": produced.records,

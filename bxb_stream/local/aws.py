@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,20 +22,80 @@ import boto3
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
+# The moto child: serve on a free loopback port, print it, stop when stdin closes.
+_MOTO_CHILD = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+class MotoServer:
+    """moto's server on 127.0.0.1: in a child process (its CPU work then never holds this
+    process's GIL; GetRecords alone costs ~5 CPU-seconds per million events) or a thread."""
+
+    def __init__(self, mode: str = "process") -> None:
+        self.child: subprocess.Popen[str] | None = None
+        self.server: Any = None
+        if mode == "process":
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", _MOTO_CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert self.child.stdout is not None
+            port = int(self.child.stdout.readline())  # printed once it listens
+        elif mode == "thread":
+            from moto.server import ThreadedMotoServer
+
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self.server.start()
+            port = self.server.get_host_and_port()[1]
+        else:
+            raise ValueError(f"moto runs as a 'process' or a 'thread', not {mode!r}")
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def peak_rss_mb(self) -> float:
+        """The child's high-water RSS (0 in thread mode: it is part of this process's)."""
+        if self.child is None:
+            return 0.0
+        for line in Path(f"/proc/{self.child.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.child is not None:
+            assert self.child.stdin is not None
+            self.child.stdin.close()
+            try:
+                self.child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait(timeout=10)
+            self.child = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 @dataclass
 class AwsStandIn:
     endpoint_url: str | None = None  # None: start moto's server on 127.0.0.1
     region: str = "us-east-1"
-    _server: Any = field(default=None, repr=False)
+    moto_mode: str = "process"
+    _server: MotoServer | None = field(default=None, repr=False)
 
     def start(self) -> AwsStandIn:
         if self.endpoint_url is None:
-            from moto.server import ThreadedMotoServer
-
-            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            self._server.start()
-            host, port = self._server.get_host_and_port()
-            self.endpoint_url = f"http://{host}:{port}"
+            self._server = MotoServer(self.moto_mode)
+            self.endpoint_url = self._server.endpoint
         # Child code (boto3 clients built elsewhere, the S3Queue named collection) reads these.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIALS["aws_access_key_id"])
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIALS["aws_secret_access_key"])
@@ -72,6 +135,9 @@ class AwsStandIn:
             return secrets.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
         except secrets.exceptions.ResourceExistsException:
             return secrets.put_secret_value(SecretId=name, SecretString=json.dumps(value))["ARN"]
+
+    def peak_rss_mb(self) -> float:
+        return self._server.peak_rss_mb() if self._server is not None else 0.0
 
     def stop(self) -> None:
         if self._server is not None:
