@@ -1,4 +1,4 @@
-"""The ``bxb-stream`` command.
+"""bxb-stream: the ingestion pipeline for bxb's usage-based billing events.
 
 Each subcommand lives in its own module in this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a
