@@ -25,7 +25,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--events", type=int, default=200_000, help="synthetic events to produce (default 200000)")
     p.add_argument("--rate", type=float, help="cap on events per second")
     p.add_argument("--path", choices=("s3", "http", "both"), default="both", help="delivery path(s) to run")
-    p.add_argument("--aggregate", action="store_true", help="KPL-aggregate events into Kinesis records")
+    p.add_argument(
+        "--aggregate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="KPL-aggregate events into Kinesis records (default on, as recommended for production)",
+    )
     p.add_argument("--data-dir", type=Path, default=Path(".bxb/local"), help="state of this run (wiped first)")
     p.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto (default: AWS_ENDPOINT_URL)")
     p.add_argument("--config", type=Path, default=Path("cdk.json"), help="the CDK app's cdk.json to mirror")
