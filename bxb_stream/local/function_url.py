@@ -8,42 +8,23 @@ handler's response dict becomes the HTTP response.
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from bxb_stream.local.loopback import LoopbackServer
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024 + 64 * 1024  # a function URL's buffered-invoke ceiling, plus headers
 
 
-class FunctionUrlServer:
+class FunctionUrlServer(LoopbackServer):
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the local function URL listens on loopback only")
-        self._server = ThreadingHTTPServer((host, port), _request_handler(handler))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="function-url", daemon=True)
+        super().__init__(_request_handler(handler), host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def start(self) -> FunctionUrlServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FunctionUrlServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return super().url + "/"
 
 
 def to_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:

@@ -16,32 +16,20 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from bxb_stream.local.loopback import LoopbackServer
 
 SCHEME = "local+http"
 _READ_ONLY = ("select", "with", "show", "describe", "exists")
 
 
-class RelayServer:
+class RelayServer(LoopbackServer):
+    scheme = SCHEME
+
     def __init__(self, client: Any, port: int = 0) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(client, threading.Lock()))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="query-relay", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{SCHEME}://{host}:{port}"
-
-    def start(self) -> RelayServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler(client, threading.Lock()), port=port)
 
 
 @dataclass
