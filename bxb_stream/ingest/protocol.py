@@ -44,7 +44,8 @@ class Limits:
 class FirehoseRequest:
     request_id: str
     timestamp_ms: int
-    records: list[str]  # base64 data of each record
+    records: list[str]  # base64 data of each record (empty when ``lines`` holds them decoded)
+    lines: list[bytes] | None = None  # every record decoded, when all were valid base64
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,13 +57,24 @@ class _Record(msgspec.Struct):
     data: str
 
 
+class _DecodedRecord(msgspec.Struct):
+    data: bytes  # msgspec decodes the base64 in C, strictly
+
+
 class _Body(msgspec.Struct):
     requestId: str  # Firehose's field names
     timestamp: int
     records: list[_Record]
 
 
+class _DecodedBody(msgspec.Struct):
+    requestId: str
+    timestamp: int
+    records: list[_DecodedRecord]
+
+
 _body_decoder = msgspec.json.Decoder(_Body)
+_decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
 
 
 def access_key(event: dict[str, Any]) -> str | None:
@@ -91,9 +103,12 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
     if headers.get("content-encoding", "").lower() == "gzip":
         raw = gunzip(raw, limits.max_decompressed_bytes)
     try:
-        parsed = _body_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
+        parsed: Any = _decoded_body_decoder.decode(raw)  # the common case: one pass, base64 included
+    except msgspec.DecodeError:
+        try:
+            parsed = _body_decoder.decode(raw)  # a record is not base64: keep them as text, judge each
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
     if not parsed.requestId:
         raise ProtocolError(400, "requestId is empty")
     header_id = headers.get("x-amz-firehose-request-id")
@@ -101,7 +116,12 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
         raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
     if len(parsed.records) > MAX_RECORDS:
         raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
-    return FirehoseRequest(parsed.requestId, parsed.timestamp, [r.data for r in parsed.records], headers)
+    if isinstance(parsed, _DecodedBody):
+        lines = [r.data for r in parsed.records]
+        return FirehoseRequest(parsed.requestId, parsed.timestamp, records=[], lines=lines, headers=headers)
+    return FirehoseRequest(
+        parsed.requestId, parsed.timestamp, records=[r.data for r in parsed.records], headers=headers
+    )
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

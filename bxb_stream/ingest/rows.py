@@ -50,7 +50,11 @@ class Batch:
 
 
 def build_batch(
-    request_id: str, records: list[str], default_organization: str = "", lateness_ms: int | None = None
+    request_id: str,
+    records: list[str],
+    default_organization: str = "",
+    lateness_ms: int | None = None,
+    lines: list[bytes] | None = None,
 ) -> Batch:
     """Records -> columns (and dead letters). One decode for the whole request when every
     record is sound; record by record only when one is not, to name each problem.
@@ -59,13 +63,15 @@ def build_batch(
     ``late_columns`` (the HTTP path's side output; the S3 path splits by prefix).
     """
     batch = Batch()
-    try:
-        lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
-    except (binascii.Error, ValueError):
-        lines = None
+    if lines is None:
+        try:
+            lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
+        except (binascii.Error, ValueError):
+            lines = None
     events = read_lines(lines) if lines else None
     if events is None:
-        events = _one_by_one(batch, request_id, records, default_organization)
+        texts = records or [binascii.b2a_base64(line, newline=False).decode("ascii") for line in lines or ()]
+        events = _one_by_one(batch, request_id, texts, default_organization)
     if lateness_ms is not None and events:
         late = [e for e in events if e.ingested_at - e.timestamp > lateness_ms]
         if late:

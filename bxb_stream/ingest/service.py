@@ -89,6 +89,7 @@ class IngestService:
             request.records,
             self.settings.default_organization,
             None if lateness is None else lateness * 1000,
+            request.lines,
         )
         started = time.perf_counter()
         try:
