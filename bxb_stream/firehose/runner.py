@@ -232,8 +232,7 @@ class DeliveryStream:
         self.stop()
         self.source.close()
         self.flush()
-        if isinstance(self.destination, HttpDestination):
-            self.destination.close()
+        self.destination.close()
 
     # ------------------------------------------------------------------ statistics
     @property

@@ -8,10 +8,12 @@ returned, so a crash before that re-reads it instead of losing it.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import itemgetter
@@ -32,6 +34,7 @@ from bxb_stream.firehose.settings import S3Settings
 from bxb_stream.firehose.timing import PARQUET, S3_PUT, Stages
 
 PUT_ATTEMPTS = 5
+PUT_CONCURRENCY = 8  # Firehose writes partitions in parallel too
 
 
 def _nothing() -> None:
@@ -51,8 +54,10 @@ class S3Writer:
         self.objects = 0
         self.bytes = 0
         self.keys: list[str] = []
+        self._lock = threading.Lock()
 
     def put(self, key: str, body: bytes) -> None:
+        """Thread-safe: the destination PUTs a flush's objects concurrently."""
         started = perf_counter()
         for attempt in range(1, PUT_ATTEMPTS + 1):
             try:
@@ -62,10 +67,11 @@ class S3Writer:
                 if attempt == PUT_ATTEMPTS:
                     raise  # records stay unresolved, so their checkpoint does not move past them
                 self.sleep(0.2 * 2**attempt)
-        self.stages.lap(S3_PUT, started)
-        self.objects += 1
-        self.bytes += len(body)
-        self.keys.append(key)
+        with self._lock:
+            self.stages.lap(S3_PUT, started)
+            self.objects += 1
+            self.bytes += len(body)
+            self.keys.append(key)
 
 
 @dataclass
@@ -161,6 +167,7 @@ class S3Destination:
         self._fields = partition_fields(settings.prefix) if settings.dynamic_partitioning else ()
         self._buffers: dict[tuple[str, ...], _Buffer] = {}
         self._extension = ".parquet" if settings.parquet else ""
+        self._executor: ThreadPoolExecutor | None = None
         self.on_settled: Callable[[], None] = _nothing
 
     @property
@@ -201,7 +208,7 @@ class S3Destination:
         if buffer.oldest_ms is None or record.arrival_ms < buffer.oldest_ms:
             buffer.oldest_ms = record.arrival_ms
         if buffer.size >= self.settings.buffer_size_bytes:
-            self._flush(key)
+            self._flush([key])
         return None
 
     def add_many(self, items: Sequence[tuple[Record, bytes, dict[str, str]]]) -> list[Failure]:
@@ -283,7 +290,7 @@ class S3Destination:
             if buffer.oldest_ms is None or oldest < buffer.oldest_ms:
                 buffer.oldest_ms = oldest
             if buffer.size >= limit:
-                self._flush(key)
+                self._flush([key])
             start = stop
 
     def next_due_in(self) -> float | None:
@@ -296,32 +303,48 @@ class S3Destination:
         """Write every buffer whose interval has passed; returns the number of objects written."""
         now = self.monotonic()
         due = [k for k, b in self._buffers.items() if now - b.opened >= self.settings.buffer_interval_s]
-        for key in due:
-            self._flush(key)
-        return len(due)
+        return self._flush(due)
 
     def flush_all(self) -> int:
-        keys = list(self._buffers)
-        for key in keys:
-            self._flush(key)
-        return len(keys)
+        return self._flush(list(self._buffers))
 
-    def _flush(self, key: tuple[str, ...]) -> None:
-        buffer = self._buffers[key]
+    def _flush(self, keys: list[tuple[str, ...]]) -> int:
+        """Encode each buffer, PUT the objects concurrently (dynamic partitioning flushes many
+        small objects at once, and each PUT mostly waits), then settle their records."""
+        objects = [obj for obj in map(self._object, keys) if obj is not None]
+        if len(objects) > 1:
+            list(self._pool().map(lambda obj: self.writer.put(obj[1], obj[2]), objects))
+        elif objects:
+            self.writer.put(objects[0][1], objects[0][2])
+        for buffer, _, body in objects:
+            resolve_all(buffer.records)
+            self.stats.delivered += len(buffer.records)
+            self.stats.objects += 1
+            self.stats.bytes += len(body)
+        if objects:
+            self.on_settled()
+        return len(objects)
+
+    def _object(self, key: tuple[str, ...]) -> tuple[_Buffer, str, bytes] | None:
+        """Take one buffer out: (buffer, object key, body), or None when its prefix cannot be built."""
+        buffer = self._buffers.pop(key)
         oldest = buffer.oldest_ms or 0
         try:
             prefix = evaluate_prefix(self.settings.prefix, when_ms=oldest, partition_keys=buffer.keys, rng=self.rng)
         except PrefixError as exc:  # a partition value the prefix cannot use: the records are failed, not lost
-            del self._buffers[key]
             self.errors.write([Failure(r, PARTITIONING_FAILED, "S3.InvalidPrefix", str(exc)) for r in buffer.records])
-            return
+            return None
         started = perf_counter()
         body = buffer.rows.to_parquet() if buffer.rows is not None else b"".join(buffer.lines)
         self.writer.stages.lap(PARQUET, started)
-        self.writer.put(prefix + object_name(self.stream_name, self.version, oldest, self._extension), body)
-        del self._buffers[key]
-        resolve_all(buffer.records)
-        self.on_settled()
-        self.stats.delivered += len(buffer.records)
-        self.stats.objects += 1
-        self.stats.bytes += len(body)
+        return buffer, prefix + object_name(self.stream_name, self.version, oldest, self._extension), body
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=PUT_CONCURRENCY, thread_name_prefix="s3-put")
+        return self._executor
