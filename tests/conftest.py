@@ -79,6 +79,12 @@ def moto_s3() -> Iterator[MotoS3]:
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_s3: MotoS3) -> str:
+    """The session's moto server (it serves Kinesis, S3 and Secrets Manager alike)."""
+    return moto_s3.endpoint_url
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
     """Poll until ``predicate()`` is truthy; bounded in time and in attempts."""
     deadline = time.monotonic() + timeout
