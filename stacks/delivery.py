@@ -76,12 +76,7 @@ class ParquetDelivery(Construct):
             encryption_key=key,
             logging_config=firehose.EnableLogging(self.log_group),
         )
-        self.delivery_stream = firehose.DeliveryStream(
-            self,
-            "DeliveryStream",
-            source=firehose.KinesisStreamSource(stream),
-            destination=self.destination,
-        )
+        self.delivery_stream = kinesis_delivery_stream(self, stream, self.destination)
         acknowledge_destination_role(self.delivery_stream, "S3 Destination Role", bucket=bucket, transform=transform)
         acknowledge(
             self.delivery_stream.node.find_child("S3 Destination Role").node.find_child("DefaultPolicy"),
@@ -137,13 +132,17 @@ class HttpDelivery(Construct):
             ),
             logging_config=firehose.EnableLogging(self.log_group),
         )
-        self.delivery_stream = firehose.DeliveryStream(
-            self,
-            "DeliveryStream",
-            source=firehose.KinesisStreamSource(stream),
-            destination=self.destination,
-        )
+        self.delivery_stream = kinesis_delivery_stream(self, stream, self.destination)
         acknowledge_destination_role(self.delivery_stream, "Http Destination Role", bucket=bucket, transform=transform)
+
+
+def kinesis_delivery_stream(
+    scope: Construct, stream: kinesis.IStream, destination: firehose.IDestination
+) -> firehose.DeliveryStream:
+    """A delivery stream that reads a Kinesis stream (both paths read the same one)."""
+    return firehose.DeliveryStream(
+        scope, "DeliveryStream", source=firehose.KinesisStreamSource(stream), destination=destination
+    )
 
 
 def acknowledge_destination_role(
