@@ -35,7 +35,8 @@ from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import migrations
 from bxb_stream.clickhouse.tables import EVENT_COLUMNS
 from bxb_stream.config import EventRules
-from bxb_stream.events.validate import normalize, to_line
+from bxb_stream.events.lines import to_line
+from bxb_stream.events.validate import normalize
 from bxb_stream.ingest import IngestService, IngestSettings
 
 REQUEST_BYTES = 4 * 1024 * 1024

@@ -1,15 +1,9 @@
 """The billing-event contract: one schema, and everything derived from it."""
 
+from bxb_stream.events.errors import EventError
+from bxb_stream.events.lines import OutputEvent, StoredEvent, read_line, to_line
 from bxb_stream.events.schema import FIELDS, Field, Kind, arrow_schema, clickhouse_columns, glue_columns
-from bxb_stream.events.validate import (
-    EventError,
-    OutputEvent,
-    decode,
-    decode_base64,
-    normalize,
-    normalize_bytes,
-    to_line,
-)
+from bxb_stream.events.validate import decode, decode_base64, normalize, normalize_bytes
 
 __all__ = [
     "FIELDS",
@@ -17,6 +11,7 @@ __all__ = [
     "Field",
     "Kind",
     "OutputEvent",
+    "StoredEvent",
     "arrow_schema",
     "clickhouse_columns",
     "decode",
@@ -24,5 +19,6 @@ __all__ = [
     "glue_columns",
     "normalize",
     "normalize_bytes",
+    "read_line",
     "to_line",
 ]

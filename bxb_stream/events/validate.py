@@ -22,9 +22,10 @@ from typing import Annotated, Any
 import msgspec
 
 from bxb_stream.config import ORG_ID_PATTERN, EventRules
+from bxb_stream.events.errors import EventError
+from bxb_stream.events.lines import MIN_TIMESTAMP_MS, OutputEvent
 from bxb_stream.events.schema import FIELD_BY_NAME, FIELDS, INPUT_FIELDS, REQUIRED_FIELDS, Kind
 
-MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 # KPL aggregated records start with these bytes (aws/amazon-kinesis-producer aggregation-format.md).
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 # Decimal(38, 18): 20 integer digits, 18 fractional digits.
@@ -37,15 +38,6 @@ _INPUT_FIELDS = INPUT_FIELDS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class EventError(ValueError):
-    """An event was rejected. ``code`` is stable (e.g. ``missing_field:code``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
 # --------------------------------------------------------------------------- decode
 
 # The fast path: one typed msgspec decode does the structural checks (types,
@@ -56,13 +48,6 @@ _INPUT_TYPES: dict[Kind, Any] = {
     Kind.JSON: dict[str, Any],
     Kind.FLOAT: float,
     Kind.DECIMAL: Decimal,
-}
-_OUTPUT_TYPES: dict[Kind, Any] = {
-    Kind.STRING: str,
-    Kind.TIMESTAMP_MS: int,
-    Kind.JSON: str,
-    Kind.FLOAT: float,
-    Kind.DECIMAL: str,
 }
 
 
@@ -78,39 +63,9 @@ InputEvent = msgspec.defstruct(
     [_input_field(f) for f in FIELDS if f.name in INPUT_FIELDS],
     forbid_unknown_fields=True,
 )
-# Nullable fields go last with a None default, and are left out of the JSON line
-# when null (OpenX reads a missing key as null): shorter lines, faster base64.
-OutputEvent = msgspec.defstruct(
-    "OutputEvent",
-    [(f.name, _OUTPUT_TYPES[f.kind]) for f in FIELDS if not f.nullable]
-    + [(f.name, _OUTPUT_TYPES[f.kind] | None, None) for f in FIELDS if f.nullable],
-    omit_defaults=True,
-)
-
-
-def _stored_field(f: Any) -> tuple[Any, ...]:
-    kind: Any = _OUTPUT_TYPES[f.kind]
-    if f.kind is Kind.STRING:
-        kind = Annotated[str, msgspec.Meta(min_length=1, max_length=f.max_length)]
-    elif f.kind is Kind.TIMESTAMP_MS:
-        kind = Annotated[int, msgspec.Meta(ge=MIN_TIMESTAMP_MS)]
-    return (f.name, kind | None, None) if f.nullable else (f.name, kind)
-
-
-# A transformed line read back (the HTTP ingest): the same fields, strictly typed.
-StoredEvent = msgspec.defstruct(
-    "StoredEvent",
-    [_stored_field(f) for f in FIELDS if not f.nullable] + [_stored_field(f) for f in FIELDS if f.nullable],
-    forbid_unknown_fields=True,
-)
-_stored_decoder = msgspec.json.Decoder(StoredEvent)
-_stored_list_decoder = msgspec.json.Decoder(list[StoredEvent])
-# What parse_decimal writes: at most 20 integer and 18 fractional digits.
-_STORED_DECIMAL = re.compile(r"-?\d{1,20}(\.\d{1,18})?")
 _typed_decoder = msgspec.json.Decoder(InputEvent)
 _any_decoder = msgspec.json.Decoder()
 _exact_decoder = msgspec.json.Decoder(float_hook=Decimal)
-line_encoder = msgspec.json.Encoder()  # OutputEvent -> JSON, schema field order
 _canonical_encoder = msgspec.json.Encoder(order="sorted")
 
 
@@ -272,43 +227,6 @@ def canonical_properties(props: dict[str, Any] | None, rules: EventRules) -> str
     if "{" in text[1:] or "[" in text:  # only nested (or bracket-bearing) properties need the walk
         _check_depth(props, rules.max_properties_depth)
     return text
-
-
-def to_line(event: Any) -> bytes:
-    """Normalised ``OutputEvent`` -> one newline-terminated JSON line for Firehose's OpenX SerDe."""
-    return line_encoder.encode(event) + b"\n"
-
-
-def read_line(line: bytes) -> Any:
-    """One transformed JSON line -> ``StoredEvent``, or EventError naming what is wrong."""
-    try:
-        event = _stored_decoder.decode(line)
-    except msgspec.ValidationError as exc:
-        raise EventError("bad_line", f"line does not match the event schema: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise EventError("not_json", f"line is not JSON: {exc}") from None
-    if event.decimal_value is not None and not _STORED_DECIMAL.fullmatch(event.decimal_value):
-        raise EventError("bad_decimal", f"decimal_value {event.decimal_value[:40]!r} does not fit Decimal(38, 18)")
-    return event
-
-
-def read_lines(lines: list[bytes]) -> list[Any] | None:
-    """Many lines in one decode: the whole list, or None if any line needs ``read_line``'s verdict.
-
-    The lines are joined into one JSON array; the count check catches a line
-    that is not exactly one JSON value.
-    """
-    try:
-        events = _stored_list_decoder.decode(b"[" + b",".join(lines) + b"]")
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    if len(events) != len(lines):
-        return None
-    fullmatch = _STORED_DECIMAL.fullmatch
-    decimals = [d for d in (e.decimal_value for e in events) if d is not None]
-    if decimals and not all(map(fullmatch, decimals)):
-        return None
-    return events
 
 
 def to_dict(event: Any) -> dict[str, Any]:

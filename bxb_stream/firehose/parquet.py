@@ -13,7 +13,7 @@ A value that cannot convert fails that record only (``format-conversion-failed``
 
 Fast paths, same values: ``convert_record`` first tries one typed decode of the
 transform's own line shape; ``convert_lines`` decodes a whole batch of the
-transform's lines at once (``events.validate.read_lines``) into columns, and
+transform's lines at once (``events.lines.read_lines``) into columns, and
 returns None when any line needs the per-record path, which then decides each
 record alone.
 
@@ -34,8 +34,8 @@ from typing import Any
 
 import msgspec
 
+from bxb_stream.events.lines import read_lines
 from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
-from bxb_stream.events.validate import read_lines
 
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-18)
 _DECIMAL_LIMIT = Decimal(10) ** 20

@@ -1,7 +1,7 @@
 """Firehose records -> ClickHouse columns, and dead letters for what does not fit.
 
 Each record is one line the transform wrote. Lines are decoded with a typed
-msgspec decoder (``events.validate.read_line``) straight into columns, which
+msgspec decoder (``events.lines.read_line``) straight into columns, which
 clickhouse-connect inserts column-oriented: no per-row dict, no datetime
 objects (timestamps go in as DateTime64(3) ticks, i.e. UTC milliseconds;
 decimals as their exact text, which clickhouse-connect scales without a float).
@@ -17,8 +17,9 @@ from typing import Any
 import msgspec
 
 from bxb_stream.clickhouse import tables
+from bxb_stream.events.errors import EventError
+from bxb_stream.events.lines import StoredEvent, read_line, read_lines
 from bxb_stream.events.schema import clickhouse_columns
-from bxb_stream.events.validate import EventError, StoredEvent, read_line, read_lines
 
 # Columns in StoredEvent's field order, so a decoded line is already a row.
 EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in msgspec.structs.fields(StoredEvent))

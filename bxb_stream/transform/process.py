@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bxb_stream.config import EventRules
-from bxb_stream.events.validate import EventError, from_dict, line_encoder, make_normalizer, to_dict
+from bxb_stream.events.lines import line_encoder
+from bxb_stream.events.validate import EventError, from_dict, make_normalizer, to_dict
 from bxb_stream.transform.hooks import Hook
 
 OK, DROPPED, FAILED = "Ok", "Dropped", "ProcessingFailed"

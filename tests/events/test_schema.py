@@ -6,7 +6,8 @@ import msgspec
 import pyarrow as pa
 
 from bxb_stream.events import schema
-from bxb_stream.events.validate import InputEvent, OutputEvent, normalize, to_line
+from bxb_stream.events.lines import OutputEvent, to_line
+from bxb_stream.events.validate import InputEvent, normalize
 
 ARROW_TO_GLUE = {
     pa.string(): "string",

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bxb_stream.config import EventRules
+from bxb_stream.events.lines import to_line
 from bxb_stream.events.validate import (
     KPL_MAGIC,
     EventError,
     decode,
     normalize,
     normalize_bytes,
-    to_line,
 )
 
 NOW_MS = 1_790_000_000_000

@@ -16,7 +16,8 @@ from pathlib import Path
 import boto3
 
 from bxb_stream.config import EventRules
-from bxb_stream.events.validate import normalize, to_line
+from bxb_stream.events.lines import to_line
+from bxb_stream.events.validate import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_MS = 1_790_000_000_000

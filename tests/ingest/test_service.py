@@ -15,7 +15,8 @@ import pytest
 from moto import mock_aws
 
 from bxb_stream.config import EventRules
-from bxb_stream.events.validate import normalize, to_line
+from bxb_stream.events.lines import to_line
+from bxb_stream.events.validate import normalize
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
 
 NOW_MS = 1_790_000_000_000

@@ -1,0 +1,95 @@
+"""The transform's output line: one normalised event as newline-terminated JSON.
+
+``OutputEvent`` is what the transform writes (and Firehose's OpenX SerDe turns into
+Parquet); ``StoredEvent`` is the same line read back strictly (the HTTP ingest, the
+local Firehose's Parquet conversion). Both are derived from ``schema.FIELDS``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from bxb_stream.events.errors import EventError
+from bxb_stream.events.schema import FIELDS, Kind
+
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+_OUTPUT_TYPES: dict[Kind, Any] = {
+    Kind.STRING: str,
+    Kind.TIMESTAMP_MS: int,
+    Kind.JSON: str,
+    Kind.FLOAT: float,
+    Kind.DECIMAL: str,
+}
+
+# Nullable fields go last with a None default, and are left out of the JSON line
+# when null (OpenX reads a missing key as null): shorter lines, faster base64.
+OutputEvent = msgspec.defstruct(
+    "OutputEvent",
+    [(f.name, _OUTPUT_TYPES[f.kind]) for f in FIELDS if not f.nullable]
+    + [(f.name, _OUTPUT_TYPES[f.kind] | None, None) for f in FIELDS if f.nullable],
+    omit_defaults=True,
+)
+
+
+def _stored_field(f: Any) -> tuple[Any, ...]:
+    kind: Any = _OUTPUT_TYPES[f.kind]
+    if f.kind is Kind.STRING:
+        kind = Annotated[str, msgspec.Meta(min_length=1, max_length=f.max_length)]
+    elif f.kind is Kind.TIMESTAMP_MS:
+        kind = Annotated[int, msgspec.Meta(ge=MIN_TIMESTAMP_MS)]
+    return (f.name, kind | None, None) if f.nullable else (f.name, kind)
+
+
+# A transformed line read back (the HTTP ingest): the same fields, strictly typed.
+StoredEvent = msgspec.defstruct(
+    "StoredEvent",
+    [_stored_field(f) for f in FIELDS if not f.nullable] + [_stored_field(f) for f in FIELDS if f.nullable],
+    forbid_unknown_fields=True,
+)
+_stored_decoder = msgspec.json.Decoder(StoredEvent)
+_stored_list_decoder = msgspec.json.Decoder(list[StoredEvent])
+# What parse_decimal writes: at most 20 integer and 18 fractional digits.
+_STORED_DECIMAL = re.compile(r"-?\d{1,20}(\.\d{1,18})?")
+line_encoder = msgspec.json.Encoder()  # OutputEvent -> JSON, schema field order
+
+
+def to_line(event: Any) -> bytes:
+    """Normalised ``OutputEvent`` -> one newline-terminated JSON line for Firehose's OpenX SerDe."""
+    return line_encoder.encode(event) + b"\n"
+
+
+def read_line(line: bytes) -> Any:
+    """One transformed JSON line -> ``StoredEvent``, or EventError naming what is wrong."""
+    try:
+        event = _stored_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise EventError("bad_line", f"line does not match the event schema: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise EventError("not_json", f"line is not JSON: {exc}") from None
+    if event.decimal_value is not None and not _STORED_DECIMAL.fullmatch(event.decimal_value):
+        raise EventError("bad_decimal", f"decimal_value {event.decimal_value[:40]!r} does not fit Decimal(38, 18)")
+    return event
+
+
+def read_lines(lines: list[bytes]) -> list[Any] | None:
+    """Many lines in one decode: the whole list, or None if any line needs ``read_line``'s verdict.
+
+    The lines are joined into one JSON array. They are the transform's own output; a line
+    that is not exactly one JSON object changes the count or fails the parse, and then
+    every line is judged on its own.
+    """
+    try:
+        events = _stored_list_decoder.decode(b"[" + b",".join(lines) + b"]")
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if len(events) != len(lines):
+        return None
+    fullmatch = _STORED_DECIMAL.fullmatch
+    decimals = [d for d in (e.decimal_value for e in events) if d is not None]
+    if decimals and not all(map(fullmatch, decimals)):
+        return None
+    return events
