@@ -159,7 +159,7 @@ def main() -> int:
 def run(args: argparse.Namespace, eng: engine.Engine, endpoint: str) -> int:
     import boto3
 
-    from bxb_stream.clickhouse import migrations
+    from bxb_stream.clickhouse import migrations, status
     from bxb_stream.clickhouse.settings import ClickHouseSettings
     from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
 
@@ -202,11 +202,7 @@ def run(args: argparse.Namespace, eng: engine.Engine, endpoint: str) -> int:
         f"({args.events / ingest_s:,.0f} events/s)"
     )
 
-    caught_up = (
-        f"SELECT (SELECT max(computed_at) FROM {db}.usage_hourly) "
-        f"> (SELECT max(inserted_at) FROM {db}.events_raw) + INTERVAL 500 MILLISECOND"
-    )
-    wait(lambda: int(client.command(caught_up)) == 1, 300, "usage_hourly to catch up")
+    wait(lambda: status.usage_caught_up(client, db), 300, "usage_hourly to catch up")
     usage_ready_s = time.monotonic() - t_upload
     print(f"usage_hourly refreshed after the last insert: {usage_ready_s:.2f} s after upload start")
 

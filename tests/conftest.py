@@ -137,36 +137,22 @@ class ClickHouseStack:
     def wait_processed(self, keys: Sequence[str], timeout: float = 30.0) -> None:
         """Until S3Queue has processed every object in ``keys`` (its Keeper state, not the row count:
         an identical file may be dropped by insert deduplication and add no rows)."""
-        sql = (
-            "SELECT groupArray(file_path) FROM system.s3queue_metadata_cache "
-            "WHERE status = 'Processed' AND startsWith(zookeeper_path, %(path)s)"
-        )
-        path = f"/clickhouse/bxb/s3queue/{self.database}/"
+        from bxb_stream.clickhouse import status
 
         def done() -> bool:
-            processed = set(self.client.query(sql, parameters={"path": path}).result_rows[0][0])
-            failed = self.client.query(
-                "SELECT file_path, exception FROM system.s3queue_metadata_cache "
-                "WHERE status = 'Failed' AND startsWith(zookeeper_path, %(path)s)",
-                parameters={"path": path},
-            ).result_rows
+            failed = status.queue_files(self.client, self.database, "Failed")
             assert not failed, f"S3Queue failed files: {failed}"
+            processed = {path for path, _ in status.queue_files(self.client, self.database, "Processed")}
             return set(keys) <= processed
 
         wait_until(done, timeout, what=f"S3Queue to process {list(keys)}")
 
     def wait_usage_caught_up(self, timeout: float = 30.0) -> None:
         """Until usage_hourly has been computed after the newest row of events_raw was inserted."""
-        db = self.database
-
-        # A refresh that started 0.5 s after the newest insert began sees that insert committed.
-        sql = (
-            f"SELECT (SELECT max(computed_at) FROM {db}.usage_hourly) "
-            f"> (SELECT max(inserted_at) FROM {db}.events_raw) + INTERVAL 500 MILLISECOND"
-        )
+        from bxb_stream.clickhouse import status
 
         def caught_up() -> bool:
-            return bool(int(self.client.command(sql)))
+            return status.usage_caught_up(self.client, self.database)
 
         wait_until(caught_up, timeout, what="usage_hourly to refresh after the last insert")
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from bxb_stream.clickhouse import tables as t
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
+from bxb_stream.clickhouse.status import queue_keeper_path
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _queue(s: ClickHouseSettings, name: str, prefix: str) -> str:
     queue_settings = [
         "mode = 'unordered'",  # Firehose object keys do not sort in arrival order
         "after_processing = 'keep'",  # S3 lifecycle expires objects; 'delete' can re-ingest (issue 114421)
-        f"keeper_path = {quote(f'/clickhouse/bxb/s3queue/{s.database}/{name}')}",
+        f"keeper_path = {quote(queue_keeper_path(s.database, name))}",
         f"loading_retries = {s.loading_retries}",
         f"tracked_files_limit = {s.tracked_files_limit}",
         f"tracked_file_ttl_sec = {s.tracked_file_ttl_sec}",

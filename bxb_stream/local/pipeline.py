@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bxb_stream.clickhouse import engine as ch_engine
-from bxb_stream.clickhouse import migrations
+from bxb_stream.clickhouse import migrations, status
 from bxb_stream.clickhouse import tables as t
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
@@ -286,23 +286,13 @@ class LocalPipeline:
         for prefix in (EVENTS_PREFIX, LATE_PREFIX):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.targets.bucket, Prefix=prefix):
                 keys.update(obj["Key"] for obj in page.get("Contents", []))
-        processed = self.client.query(
-            "SELECT count() FROM system.s3queue_metadata_cache "
-            "WHERE status = 'Processed' AND startsWith(zookeeper_path, %(path)s)",
-            parameters={"path": f"/clickhouse/bxb/s3queue/{database}/"},
-        ).result_rows[0][0]
-        return int(processed) >= len(keys)
+        return len(status.queue_files(self.client, database, "Processed")) >= len(keys)
 
     def _wait_usage(self, deadline: float) -> bool:
         """Until usage_hourly has been refreshed after the newest event row (one refresh interval)."""
         for runtime in self.paths.values():
-            db = runtime.database
-            sql = (
-                f"SELECT (SELECT max(computed_at) FROM {db}.{t.USAGE_HOURLY}) "
-                f"> (SELECT max(inserted_at) FROM {db}.{t.EVENTS_RAW}) + INTERVAL 500 MILLISECOND"
-            )
             for _ in range(int(max(deadline - time.monotonic(), 0) / 0.25) + 1):
-                if int(self.client.command(sql)):
+                if status.usage_caught_up(self.client, runtime.database):
                     break
                 time.sleep(0.25)
             else:
