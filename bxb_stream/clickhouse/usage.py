@@ -62,6 +62,10 @@ def _params(org: str, customer: str, code: str, start_ms: int, end_ms: int) -> d
     return {"org": org, "customer": customer, "code": code, "start": start_ms, "end": end_ms}
 
 
+# One organization's customer and metric; both usage queries start their WHERE with it.
+_ONE_METRIC = "WHERE organization_id = %(org)s AND external_customer_id = %(customer)s AND code = %(code)s "
+
+
 def _usage(row: tuple[Any, ...]) -> Usage:
     count, value_sum, decimal_sum = row
     return Usage(int(count), float(value_sum), Decimal(decimal_sum).normalize() if decimal_sum else Decimal(0))
@@ -80,8 +84,7 @@ def query_usage(
     start_ms, end_ms = _period(start, end, hourly=True)
     row = client.query(
         "SELECT sum(event_count), sum(value_sum), sum(decimal_value_sum) "
-        f"FROM {database}.{t.USAGE_HOURLY} FINAL "
-        "WHERE organization_id = %(org)s AND external_customer_id = %(customer)s AND code = %(code)s "
+        f"FROM {database}.{t.USAGE_HOURLY} FINAL {_ONE_METRIC}"
         "AND hour >= toDateTime(intDiv(%(start)s, 1000), 'UTC') AND hour < toDateTime(intDiv(%(end)s, 1000), 'UTC')",
         parameters=_params(organization_id, external_customer_id, code, start_ms, end_ms),
     ).result_rows[0]
@@ -101,8 +104,7 @@ def query_usage_raw(
     start_ms, end_ms = _period(start, end, hourly=False)
     row = client.query(
         "SELECT count(), sum(ifNull(value, 0)), sum(ifNull(decimal_value, toDecimal128(0, 18))) "
-        f"FROM {database}.{t.EVENTS_RAW} FINAL "
-        "WHERE organization_id = %(org)s AND external_customer_id = %(customer)s AND code = %(code)s "
+        f"FROM {database}.{t.EVENTS_RAW} FINAL {_ONE_METRIC}"
         "AND timestamp >= fromUnixTimestamp64Milli(%(start)s, 'UTC') "
         "AND timestamp < fromUnixTimestamp64Milli(%(end)s, 'UTC')",
         parameters=_params(organization_id, external_customer_id, code, start_ms, end_ms),
