@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+from pybase64 import b64decode, b64encode_as_string
 
 VALID_RESULTS = frozenset({"Ok", "Dropped", "ProcessingFailed"})
 
@@ -56,7 +57,6 @@ def firehose_event(
     region: str = "us-east-1",
     invocation_id: str | None = None,
 ) -> dict[str, Any]:
-    b64 = binascii.b2a_base64
     return {
         "invocationId": invocation_id or str(uuid.uuid4()),
         "deliveryStreamArn": delivery_stream_arn,
@@ -66,7 +66,7 @@ def firehose_event(
             {
                 "recordId": f"{r.sequence_number}{i:08d}",
                 "approximateArrivalTimestamp": (arrival := r.arrival_ms),
-                "data": b64(r.data, newline=False).decode("ascii"),
+                "data": b64encode_as_string(r.data),
                 "kinesisRecordMetadata": {
                     "shardId": r.shard_id,
                     "partitionKey": r.partition_key,
@@ -124,7 +124,7 @@ def check_response(request: dict[str, Any], response: Any) -> list[Verdict]:
             error = f"invalid result {result!r}"
         if error is None and result == "Ok":
             try:
-                data = binascii.a2b_base64(item.get("data", ""), strict_mode=True)
+                data = b64decode(item.get("data", ""), validate=True)
             except (binascii.Error, ValueError, TypeError):
                 error = "data is not valid base64"
             keys = ((item.get("metadata") or {}).get("partitionKeys")) or {}

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import binascii
 import time
-from binascii import a2b_base64, b2a_base64
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from pybase64 import b64decode, b64encode_as_string
 
 from bxb_stream.config import EventRules
 from bxb_stream.events.lines import line_encoder
@@ -85,15 +86,17 @@ class Transformer:
         partitions = self._partitions
         normalize = self._normalize
         default_org = rules.organization_id
-        encode = line_encoder.encode
-        ok = late_count = 0
+        encode_into = line_encoder.encode_into
+        line_buffer = bytearray()  # one buffer for every output line: no bytes object per line
+        ok_bytes = late_count = 0
 
         for record in records:
             record_id = record["recordId"]
             data = record["data"]
             arrival_ms = record.get("approximateArrivalTimestamp") or now_ms
             try:
-                ev = normalize(a2b_base64(data, strict_mode=True), arrival_ms, now_ms)
+                # pybase64 (SIMD) halves the base64 cost of stdlib binascii; validate=True is as strict.
+                ev = normalize(b64decode(data, validate=True), arrival_ms, now_ms)
                 if hooks:
                     ev = self._run_hooks(ev)
                     if type(ev) is str:  # the name of the hook that dropped it
@@ -105,7 +108,9 @@ class Transformer:
                 if key in seen:
                     out.append(_answer(record_id, DROPPED, data, stats, DUPLICATE))
                     continue
-                line = b2a_base64(encode(ev) + b"\n", newline=False).decode("ascii")
+                encode_into(ev, line_buffer)
+                line_buffer.append(10)  # the newline OpenX needs between records
+                line = b64encode_as_string(line_buffer)
             except EventError as exc:
                 out.append(_reject(record_id, data, stats, exc.code, exc.message))
                 continue
@@ -113,7 +118,7 @@ class Transformer:
                 out.append(_reject(record_id, data, stats, "not_base64", f"record data is not valid base64 ({exc})"))
                 continue
             seen.add(key)
-            ok += 1
+            ok_bytes += len(line) + len(record_id)
             ts = ev.timestamp
             late = ts < arrival_ms - lateness_ms
             late_count += late
@@ -123,18 +128,23 @@ class Transformer:
                 partition = self._partition(org, hour, late)
             out.append({"recordId": record_id, "result": OK, "data": line, "metadata": partition})
 
-        stats.results[OK] += ok
+        stats.results[OK] += len(seen)
         stats.late = late_count
-        self._fit_response(records, out, stats)
+        self._fit_response(records, out, stats, ok_bytes)
         return {"records": out}, stats
 
-    def _fit_response(self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats) -> None:
+    def _fit_response(
+        self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats, ok_bytes: int
+    ) -> None:
         """Keep the response under Lambda's limit: past it, fail Ok records from the end.
 
         Failed records go to Firehose's error output with their original data,
-        so nothing is lost. Checked once per batch, off the per-record path.
+        so nothing is lost. ``ok_bytes`` (data and ids of the Ok records) is summed
+        in the loop, where they are still in cache; the rest echo their input.
         """
-        size = sum(len(r["data"]) + len(r["recordId"]) for r in out) + _RECORD_OVERHEAD * len(out)
+        size = ok_bytes + _RECORD_OVERHEAD * len(out)
+        if stats.results[OK] < len(out):
+            size += sum(len(r["data"]) + len(r["recordId"]) for r in out if r["result"] != OK)
         index = len(out) - 1
         while size > self.max_response_bytes and index >= 0:
             answer = out[index]

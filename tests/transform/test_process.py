@@ -138,6 +138,20 @@ def test_response_stays_under_the_limit_and_nothing_is_lost(rules, make_request,
     assert all(r["data"] == originals[r["recordId"]] for r in failed)
 
 
+def test_echoed_records_count_against_the_response_limit(rules, make_request, make_event):
+    """Rejected and dropped records echo their input; the guard counts those bytes too."""
+    bad = [make_event(f"bad_{i}", timestmap=1, pad="x" * 3_000) for i in range(4)]
+    good = [make_event(f"tx_{i}") for i in range(40)]
+    request = make_request(*bad, *good, good[0])  # the last one is a duplicate: Dropped, echoed
+    unlimited = Transformer(rules, clock=lambda: NOW_MS / 1000).process(request)[0]
+    limit = len(json.dumps(unlimited)) - 2_000  # less than the echoes: uncounted, they would not fit
+    response, stats = Transformer(rules, clock=lambda: NOW_MS / 1000, max_response_bytes=limit).process(request)
+    assert_balanced(request, response, stats)
+    assert len(json.dumps(response)) <= limit
+    assert stats.reasons["response_too_large"] > 0
+    assert stats.reasons["duplicate_in_batch"] == 1 and stats.reasons["unknown_field:pad"] == 4
+
+
 def test_output_lines_validate_against_the_arrow_schema(transformer, make_request, make_event):
     request = make_request(
         make_event("a", properties={"z": 1, "a": {"b": [1, 2]}}, value=1, decimal_value="10.000000000000000001"),
