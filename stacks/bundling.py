@@ -27,7 +27,8 @@ from aws_cdk import aws_lambda as lambda_
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "bxb_stream"
 PYTHON_VERSION = "3.12"
-PLATFORM = "manylinux2014_aarch64"
+# Lambda's Python 3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels fit (pyarrow ships only those).
+PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 _SKIP = ("__pycache__", "*.pyc", "*.pyo", ".pytest_cache")
 
 
@@ -54,8 +55,7 @@ def pip_command(target: str, requirements: Sequence[str], python: str = sys.exec
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
-        "--platform",
-        PLATFORM,
+        *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
         "--implementation",
         "cp",
         "--python-version",
@@ -77,7 +77,7 @@ def _source_files(root: Path, function_dir: str) -> Iterable[Path]:
 def asset_fingerprint(root: Path, function_dir: str, requirements: Sequence[str]) -> str:
     """sha256 over the files copied into the asset and the dependency/platform spec."""
     digest = hashlib.sha256()
-    digest.update(f"{PLATFORM}|{PYTHON_VERSION}|{'|'.join(requirements)}".encode())
+    digest.update(f"{'|'.join(PLATFORMS)}|{PYTHON_VERSION}|{'|'.join(requirements)}".encode())
     for path in _source_files(root, function_dir):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -104,7 +104,8 @@ class LocalPythonBundler:
             done = subprocess.run(pip_command(str(out), self.requirements), capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 # Raise rather than return False: False would make CDK try Docker, which is not available.
-                raise RuntimeError(f"pip could not fetch {self.requirements} for {PLATFORM}: {done.stderr[-2000:]}")
+                platforms = ", ".join(PLATFORMS)
+                raise RuntimeError(f"pip could not fetch {self.requirements} for {platforms}: {done.stderr[-2000:]}")
         return True
 
 

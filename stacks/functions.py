@@ -16,7 +16,7 @@ from stacks.nag import acknowledge
 POWERTOOLS_ACCOUNT = "017000801446"
 # Powertools and boto3 come from the layer and the runtime; the rest is bundled, pinned as in requirements.txt.
 TRANSFORM_DIR, TRANSFORM_REQUIREMENTS = "lambdas/transform", pinned("msgspec", "pybase64")
-INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec", "pybase64")
+INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec", "pybase64", "pyarrow")
 
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pyarrow is imported lazily: the Lambda functions do not ship it
+if TYPE_CHECKING:  # pyarrow is imported lazily: the transform Lambda does not ship it
     import pyarrow as pa
 
 

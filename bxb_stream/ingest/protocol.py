@@ -15,6 +15,7 @@ import binascii
 import time
 import zlib
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -74,6 +75,7 @@ class _DecodedBody(msgspec.Struct):
 
 
 _body_decoder = msgspec.json.Decoder(_Body)
+_DATA = attrgetter("data")
 _decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
 
 
@@ -117,7 +119,7 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
     if len(parsed.records) > MAX_RECORDS:
         raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
     if isinstance(parsed, _DecodedBody):
-        lines = [r.data for r in parsed.records]
+        lines = list(map(_DATA, parsed.records))
         return FirehoseRequest(parsed.requestId, parsed.timestamp, records=[], lines=lines, headers=headers)
     return FirehoseRequest(
         parsed.requestId, parsed.timestamp, records=[r.data for r in parsed.records], headers=headers

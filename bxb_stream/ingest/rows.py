@@ -1,10 +1,10 @@
-"""Firehose records -> ClickHouse columns, and dead letters for what does not fit.
+"""Firehose records -> an Arrow table of events (and dead letters for what does not fit).
 
-Each record is one line the transform wrote. Lines are decoded with a typed
-msgspec decoder (``events.lines.read_line``) straight into columns, which
-clickhouse-connect inserts column-oriented: no per-row dict, no datetime
-objects (timestamps go in as DateTime64(3) ticks, i.e. UTC milliseconds;
-decimals as their exact text, which clickhouse-connect scales without a float).
+Each record is one line the transform wrote. When every line is sound the whole
+request is parsed at once by pyarrow's JSON reader (``events.table.read_table``) and
+inserted as Arrow: no Python object per value on the way to ClickHouse. Otherwise
+each line is judged alone (``events.lines.read_line``), so every bad one becomes a
+dead letter that names its problem, and the good ones still form one table.
 """
 
 from __future__ import annotations
@@ -12,38 +12,36 @@ from __future__ import annotations
 import binascii
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from bxb_stream.clickhouse import tables
 from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import StoredEvent, read_line, read_lines
-from bxb_stream.events.schema import clickhouse_columns
+from bxb_stream.events.lines import read_line
+from bxb_stream.events.table import from_events, read_table
 
-# Columns in StoredEvent's field order, so a decoded line is already a row.
-EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in msgspec.structs.fields(StoredEvent))
-EVENT_TYPES: tuple[str, ...] = tuple(dict(clickhouse_columns())[name] for name in EVENT_COLUMNS)
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(name for name, _ in tables.DEAD_LETTER_COLUMN_TYPES)
 DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)
 
 
 @dataclass
 class Batch:
-    """One request's rows: ``columns`` for events_raw, ``dead`` for the dead-letter table."""
+    """One request's rows: ``events`` for events_raw, ``late`` for events_late, ``dead`` for dead letters."""
 
-    columns: list[Any] = field(default_factory=lambda: [[] for _ in EVENT_COLUMNS])
-    late_columns: list[Any] = field(default_factory=lambda: [[] for _ in EVENT_COLUMNS])
+    events: pa.Table | None = None
+    late: pa.Table | None = None
     dead: list[list[Any]] = field(default_factory=lambda: [[] for _ in DEAD_LETTER_COLUMNS])
     dead_codes: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
-        return len(self.columns[0])
+        return self.events.num_rows if self.events is not None else 0
 
     @property
     def late_rows(self) -> int:
-        return len(self.late_columns[0])
+        return self.late.num_rows if self.late is not None else 0
 
     @property
     def dead_rows(self) -> int:
@@ -57,34 +55,35 @@ def build_batch(
     lateness_ms: int | None = None,
     lines: list[bytes] | None = None,
 ) -> Batch:
-    """Records -> columns (and dead letters). One decode for the whole request when every
+    """Records -> one table (and dead letters). One parse for the whole request when every
     record is sound; record by record only when one is not, to name each problem.
 
     With ``lateness_ms``, events older than that when the transform saw them go to
-    ``late_columns`` (the HTTP path's side output; the S3 path splits by prefix).
+    ``late`` (the HTTP path's side output; the S3 path splits by prefix).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     batch = Batch()
     if lines is None:
         try:
             lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
         except (binascii.Error, ValueError):
             lines = None
-    events = read_lines(lines) if lines else None
-    if events is None:
+    table = read_table(lines) if lines else None
+    if table is None:
         texts = records or [binascii.b2a_base64(line, newline=False).decode("ascii") for line in lines or ()]
         events = _one_by_one(batch, request_id, texts, default_organization)
-    if lateness_ms is not None and events:
-        late = [e for e in events if e.ingested_at - e.timestamp > lateness_ms]
-        if late:
-            events = [e for e in events if e.ingested_at - e.timestamp <= lateness_ms]
-            batch.late_columns = _columns(late)
-    if events:
-        batch.columns = _columns(events)
+        table = from_events(events) if events else None
+    if table is not None and lateness_ms is not None:
+        age = pc.subtract(table.column("ingested_at"), table.column("timestamp"))
+        late = pc.greater(age, pa.scalar(lateness_ms, pa.duration("ms")))
+        if pc.any(late).as_py():
+            batch.late = table.filter(late)
+            table = table.filter(pc.invert(late))
+    if table is not None and table.num_rows:
+        batch.events = table
     return batch
-
-
-def _columns(events: list[Any]) -> list[Any]:
-    return list(zip(*map(msgspec.structs.astuple, events), strict=True))
 
 
 def _one_by_one(batch: Batch, request_id: str, records: list[str], org: str) -> list[Any]:

@@ -19,18 +19,15 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from bxb_stream.clickhouse import tables
 from bxb_stream.ingest import protocol
 from bxb_stream.ingest.protocol import Limits, ProtocolError
-from bxb_stream.ingest.rows import (
-    DEAD_LETTER_COLUMNS,
-    DEAD_LETTER_TYPES,
-    EVENT_COLUMNS,
-    EVENT_TYPES,
-    build_batch,
-)
+from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, build_batch
 
 log = logging.getLogger(__name__)
 
 # Tokens work only for synchronous inserts into tables with a deduplication window.
-INSERT_SETTINGS = {"insert_deduplicate": 1, "async_insert": 0}
+# optimize_on_insert=0: the table collapses duplicates at merge time and under FINAL
+# anyway, and the transform already dropped them within its batch; skipping the
+# on-insert collapse saves a sort-and-merge pass per insert.
+INSERT_SETTINGS = {"insert_deduplicate": 1, "async_insert": 0, "optimize_on_insert": 0}
 
 
 class KeyCheck(Protocol):
@@ -96,20 +93,22 @@ class IngestService:
             client = self._connect()
             rid = request.request_id
             # One token per table: a retry of this request deduplicates in each of them.
-            for table, columns, names, types, token in (
-                (self.settings.events_table, batch.columns, EVENT_COLUMNS, EVENT_TYPES, rid),
-                (self.settings.late_table, batch.late_columns, EVENT_COLUMNS, EVENT_TYPES, f"{rid}:late"),
-                (self.settings.dead_letter_table, batch.dead, DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, f"{rid}:dead"),
+            for table, rows, token in (
+                (self.settings.events_table, batch.events, rid),
+                (self.settings.late_table, batch.late, f"{rid}:late"),
             ):
-                if columns[0]:
-                    client.insert(
-                        self._table(table),
-                        columns,
-                        column_names=names,
-                        column_type_names=types,
-                        column_oriented=True,
-                        settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
-                    )
+                if rows is not None and rows.num_rows:
+                    settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+                    client.insert_arrow(self._table(table), rows, settings=settings)
+            if batch.dead_rows:
+                client.insert(
+                    self._table(self.settings.dead_letter_table),
+                    batch.dead,
+                    column_names=DEAD_LETTER_COLUMNS,
+                    column_type_names=DEAD_LETTER_TYPES,
+                    column_oriented=True,
+                    settings={**INSERT_SETTINGS, "insert_deduplication_token": f"{rid}:dead"},
+                )
         except ClickHouseError as exc:
             self._client = None  # reconnect on the next request
             outcome.status, outcome.error = 503, f"ClickHouse unavailable: {type(exc).__name__}"

@@ -30,7 +30,7 @@ def test_pip_fetches_only_lambda_compatible_wheels() -> None:
     command = pip_command("/out", ["msgspec"], python="python3")
     assert command[:4] == ["python3", "-m", "pip", "install"]
     joined = " ".join(command)
-    assert "--platform manylinux2014_aarch64" in joined
+    assert "--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64" in joined
     assert "--python-version 3.12" in joined
     assert "--only-binary=:all:" in command
     assert command[-3:] == ["--target", "/out", "msgspec"]
