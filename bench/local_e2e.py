@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,13 +50,27 @@ def main() -> int:
     pipeline.start()
     try:
         workload = pipeline.prepare()  # the input, made before the clock starts
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        own_cpu_before = before.ru_utime + before.ru_stime
         produced = pipeline.produce(workload)
         put_seconds = produced.last_put - produced.first_put
-        settled = pipeline.wait_settled()
+        runner_done: list[float] = []
+
+        def note_runner_done(progress: dict[str, Any]) -> None:
+            counts = progress["s3"]
+            if not runner_done and counts.read >= produced.events and not counts.in_flight:
+                runner_done.append(time.time())
+
+        settled = pipeline.wait_settled(note_runner_done)
         queryable_at = time.time()
+        objects = pipeline.paths["s3"].stats()[-1].objects_written
+        stages = {k: round(v, 2) for k, v in pipeline.paths["s3"].runner.stages.seconds.items()}
         result = reconcile(pipeline.expected, produced.events, pipeline.counts("s3"), pipeline.usage_rows("s3"))
         latencies = pipeline.latencies_ms("s3")
         moto_rss_mb = pipeline.aws.peak_rss_mb()
+        moto_cpu_s = pipeline.aws.cpu_seconds()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        own_cpu_s = usage.ru_utime + usage.ru_stime - own_cpu_before
     finally:
         pipeline.stop()
 
@@ -69,6 +84,9 @@ def main() -> int:
         "put_seconds": round(put_seconds, 2),
         "put_events_per_s": round(produced.events / put_seconds),
         "first_put_to_all_queryable_s": round(elapsed, 2),
+        "first_put_to_runner_done_s": round((runner_done or [queryable_at])[0] - produced.first_put, 2),
+        "s3_objects": objects,
+        "runner_stages_s": stages,
         "events_per_s": round(produced.events / elapsed),
         "buffer_interval_s": args.buffer_seconds,
         "latency_p50_s": round(p50, 2),
@@ -76,6 +94,11 @@ def main() -> int:
         "added_latency_p50_s": round(p50 - args.buffer_seconds, 2),
         "added_latency_p99_s": round(p99 - args.buffer_seconds, 2),
         "peak_rss_mb": round(rss_mb),
+        # CPU seconds from the first put (moto: its whole life, a few of them before): against
+        # 2 cores x the run, they show where a 2-core budget goes.
+        "cpu_s_this_process": round(own_cpu_s, 1),
+        "cpu_s_moto": round(moto_cpu_s, 1),
+        "cpu_s_per_million_events": round((own_cpu_s + moto_cpu_s) * 1e6 / produced.events, 1),
         "reconciled": settled and result.ok,
         "target_events_per_s": 100_000,
         "target_added_latency_s": 2.0,
@@ -89,10 +112,20 @@ def main() -> int:
     )
     print(f"{produced.events:,} events in {produced.records:,} aggregated records, S3 path, one process")
     print(f"put: {put_seconds:.1f}s ({figures['put_events_per_s']:,}/s); all queryable after {elapsed:.1f}s")
+    runner_s = figures["first_put_to_runner_done_s"]
+    print(
+        f"runner delivered everything after {runner_s}s ({objects:,} Parquet objects); "
+        f"ClickHouse caught up {elapsed - runner_s:.1f}s later"
+    )
+    print("runner stages (s): " + ", ".join(f"{k} {v}" for k, v in stages.items()))
     print(f"end to end: {figures['events_per_s']:,} events/s (target >= 100,000)")
     print(
         f"latency put -> queryable: p50 {p50:.2f}s, p99 {p99:.2f}s; beyond the {args.buffer_seconds}s buffer: "
         f"p50 {figures['added_latency_p50_s']}s (target <= 2s)"
+    )
+    print(
+        f"CPU: this process {own_cpu_s:.1f}s, moto {moto_cpu_s:.1f}s = {figures['cpu_s_per_million_events']} s per "
+        f"million events (2 cores at 100,000 events/s have 20 s per million)"
     )
     print(f"peak RSS {rss_mb:.0f} MB (target <= 4096); reconciled: {figures['reconciled']}")
     print(json.dumps(figures))

@@ -70,6 +70,13 @@ class MotoServer:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def cpu_seconds(self) -> float:
+        """The child's user + system CPU time so far (0 in thread mode)."""
+        if self.child is None:
+            return 0.0
+        fields = Path(f"/proc/{self.child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def stop(self) -> None:
         if self.child is not None:
             assert self.child.stdin is not None
@@ -138,6 +145,10 @@ class AwsStandIn:
 
     def peak_rss_mb(self) -> float:
         return self._server.peak_rss_mb() if self._server is not None else 0.0
+
+    def cpu_seconds(self) -> float:
+        """moto's CPU time so far, when it runs in its own process."""
+        return self._server.cpu_seconds() if self._server is not None else 0.0
 
     def stop(self) -> None:
         if self._server is not None:
