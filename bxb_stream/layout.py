@@ -18,6 +18,10 @@ EVENTS_PREFIX = f"{EVENTS_STREAM}/"
 LATE_PREFIX = f"{LATE_STREAM}/"
 ERRORS_PREFIX = "errors/"  # Firehose ErrorOutputPrefix root: errors/<error-output-type>/...
 HTTP_BACKUP_PREFIX = "http-backup/"  # the HTTP delivery stream's S3 backup
+# S3Queue moves each Parquet object it has ingested from events/ or late/ to
+# archive/<its key>: the long-term Parquet archive, outside every queue's glob, so a
+# file ClickHouse has forgotten (tracked-file TTL or limit) is never read again.
+ARCHIVE_PREFIX = "archive/"
 
 # Partition path below EVENTS_PREFIX / LATE_PREFIX, as Firehose's S3 prefix expression.
 PARTITION_PATH = (
@@ -25,9 +29,9 @@ PARTITION_PATH = (
     "date=!{partitionKeyFromLambda:date}/hour=!{partitionKeyFromLambda:hour}/"
 )
 
-# Raw Parquet objects must expire (S3 lifecycle) before ClickHouse forgets them: S3Queue's
-# tracked_file_ttl_sec defaults to this plus a margin, and a forgotten file that still
-# exists is ingested again (deduplicated downstream, but paid for twice).
+# How long S3Queue remembers an ingested file (plus a margin). Ingested files leave the
+# queue's glob (ARCHIVE_PREFIX), so this only matters for one whose move failed: it is
+# ingested again when forgotten (deduplicated downstream, but paid for twice).
 DATA_RETENTION_DAYS = 30
 
 

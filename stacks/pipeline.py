@@ -12,6 +12,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from bxb_stream.deployment import PARQUET_PREFIXES, PipelineConfig
+from bxb_stream.layout import ARCHIVE_PREFIX
 from stacks.delivery import HttpDelivery, ParquetDelivery
 from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS, TRANSFORM_DIR, TRANSFORM_REQUIREMENTS, PythonFunction
 from stacks.monitoring import FirehosePath, PipelineMonitoring
@@ -68,14 +69,19 @@ class BxbStreamStack(Stack):
         self.clickhouse = ClickHouseReadRole(self, "ClickHouse", config=config.clickhouse, storage=self.storage)
         role_arn = self.clickhouse.role.role_arn
         domain = self.storage.bucket.bucket_regional_domain_name
-        CfnOutput(self, "ClickHouseRoleArn", value=role_arn, description="Role ClickHouse assumes to read Parquet")
+        CfnOutput(
+            self, "ClickHouseRoleArn", value=role_arn, description="Role ClickHouse assumes to read and archive Parquet"
+        )
         for prefix in PARQUET_PREFIXES:
             name = prefix.strip("/").capitalize()
             CfnOutput(
                 self,
                 f"ClickHouseS3Queue{name}",
                 value=s3queue_engine(domain, prefix, role_arn),
-                description=f"ENGINE clause of the S3Queue table for {prefix} (mode/keeper_path in SETTINGS)",
+                description=(
+                    f"ENGINE clause of the S3Queue table for {prefix} (SETTINGS: mode, keeper_path, "
+                    f"after_processing='move' to {ARCHIVE_PREFIX}; bxb-stream clickhouse ddl renders them)"
+                ),
             )
 
     def _pipeline(self, config: PipelineConfig) -> None:

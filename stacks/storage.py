@@ -11,6 +11,7 @@ from constructs import Construct
 
 from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, S3PathConfig
 from bxb_stream.events.schema import glue_columns
+from bxb_stream.layout import ARCHIVE_PREFIX
 from stacks.nag import acknowledge
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -151,38 +152,47 @@ def clickhouse_principal(config: ClickHouseConfig) -> iam.IPrincipal:
 
 
 class ClickHouseReadRole(Construct):
-    """A role ClickHouse assumes to read the Parquet prefixes (and nothing else) of the archive."""
+    """A role ClickHouse assumes for S3Queue: read the Parquet prefixes, move what it ingested
+    below archive/ (copy + delete), and read the archive back for backfills. Nothing else."""
 
     def __init__(self, scope: Construct, id: str, *, config: ClickHouseConfig, storage: ArchiveStorage) -> None:
         super().__init__(scope, id)
         bucket, region = storage.bucket, Stack.of(self).region
+        archived = tuple(ARCHIVE_PREFIX + prefix for prefix in PARQUET_PREFIXES)
         object_arns = [bucket.arn_for_objects(f"{prefix}*") for prefix in PARQUET_PREFIXES]
+        archive_arns = [bucket.arn_for_objects(f"{prefix}*") for prefix in archived]
+        via_s3 = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=clickhouse_principal(config),
-            description="ClickHouse reads bxb-stream Parquet (events/, late/) for S3Queue",
+            description="ClickHouse S3Queue: reads bxb-stream Parquet (events/, late/) and moves it to archive/",
             max_session_duration=Duration.hours(1),
         )
         self.policy = iam.Policy(
             self,
             "Read",
             statements=[
-                iam.PolicyStatement(sid="ReadParquet", actions=["s3:GetObject"], resources=object_arns),
+                iam.PolicyStatement(
+                    sid="ReadAndMoveParquet", actions=["s3:GetObject", "s3:DeleteObject"], resources=object_arns
+                ),
+                iam.PolicyStatement(
+                    sid="WriteAndReadArchive", actions=["s3:PutObject", "s3:GetObject"], resources=archive_arns
+                ),
                 iam.PolicyStatement(
                     sid="ListParquetPrefixes",
                     actions=["s3:ListBucket"],
                     resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in PARQUET_PREFIXES]}},
+                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in (*PARQUET_PREFIXES, *archived)]}},
                 ),
                 iam.PolicyStatement(
                     sid="BucketLocation", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn]
                 ),
                 iam.PolicyStatement(
-                    sid="DecryptViaS3",
-                    actions=["kms:Decrypt"],
+                    sid="UseKeyViaS3",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],  # the copy re-encrypts under the bucket key
                     resources=[storage.key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+                    conditions=via_s3,
                 ),
             ],
         )
@@ -191,10 +201,11 @@ class ClickHouseReadRole(Construct):
             self.policy,
             {
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]": (
-                    f"S3Queue reads every Parquet object Firehose writes under {prefix}; object keys are "
-                    "generated (partitions + random names), so a prefix is the narrowest possible scope."
+                    f"S3Queue reads (and moves to the archive) every Parquet object Firehose writes under "
+                    f"{prefix}, or reads the archive back; object keys are generated (partitions + random "
+                    "names), so a prefix is the narrowest possible scope."
                 )
-                for prefix in PARQUET_PREFIXES
+                for prefix in (*PARQUET_PREFIXES, *archived)
             },
         )
 

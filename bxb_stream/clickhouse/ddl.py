@@ -35,6 +35,9 @@ Tables (names in ``tables``):
 S3 ingestion: an S3Queue table per prefix (``events/``, ``late/``) with a materialized view
 into events_raw / events_late. The globs are rooted at those prefixes, and settings reject
 nested prefixes, so Firehose's ``errors/`` and ``http-backup/`` objects are never read.
+Each ingested object is moved to ``archive/<its key>`` (``move_processed``): the Parquet
+archive lives outside the globs, so when S3Queue forgets a file (tracked-file TTL or
+limit) it is not read again, and each poll lists only what is still to ingest.
 
 Credentials are referenced, never rendered: ``extra_credentials(role_arn=...)`` or a named
 collection name.
@@ -162,9 +165,18 @@ def _credentials_args(s: ClickHouseSettings, url: str) -> str:
 
 
 def _queue(s: ClickHouseSettings, name: str, prefix: str) -> str:
-    queue_settings = [
-        "mode = 'unordered'",  # Firehose object keys do not sort in arrival order
-        "after_processing = 'keep'",  # S3 lifecycle expires objects; 'delete' can re-ingest (issue 114421)
+    queue_settings = ["mode = 'unordered'"]  # Firehose object keys do not sort in arrival order
+    if s.move_processed:
+        # Out of the glob into the archive, same key below archive/: a forgotten file is never
+        # read again, and listings stay small. (Not 'delete': issue 114421 re-ingests.)
+        queue_settings += [
+            "after_processing = 'move'",
+            f"after_processing_move_prefix = {quote(s.archive_prefix)}",
+            "after_processing_move_preserve_path = 1",
+        ]
+    else:
+        queue_settings.append("after_processing = 'keep'")
+    queue_settings += [
         f"keeper_path = {quote(queue_keeper_path(s.database, name))}",
         f"loading_retries = {s.loading_retries}",
         f"tracked_files_limit = {s.tracked_files_limit}",

@@ -38,6 +38,11 @@ class ClickHouseSettings:
     role_arn: str = ""
     named_collection: str = ""
     events_prefix: str = layout.EVENTS_PREFIX
+    # True: S3Queue moves each ingested object to <archive_prefix><its key> (needs ClickHouse
+    # 25.x or later, and delete/put rights on the bucket). False keeps objects in place, and a
+    # file still there when S3Queue forgets it (TTL, limit) is read again.
+    move_processed: bool = True
+    archive_prefix: str = layout.ARCHIVE_PREFIX
     late_prefix: str = layout.LATE_PREFIX
     errors_prefix: str = layout.ERRORS_PREFIX
     http_backup_prefix: str = layout.HTTP_BACKUP_PREFIX
@@ -116,7 +121,12 @@ class ClickHouseSettings:
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                kwargs[f.name] = _parse_int(f.name, raw) if f.type in ("int", int) else raw
+                if f.type in ("int", int):
+                    kwargs[f.name] = _parse_int(f.name, raw)
+                elif f.type in ("bool", bool):
+                    kwargs[f.name] = _parse_bool(f.name, raw)
+                else:
+                    kwargs[f.name] = raw
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         if "bucket_url" not in kwargs:
             raise ConfigError("bucket_url", f"is required (set {ENV_PREFIX}BUCKET_URL or pass it)")
@@ -124,7 +134,7 @@ class ClickHouseSettings:
 
 
 ENV_PREFIX = "BXB_CLICKHOUSE_"
-_PREFIX_FIELDS = ("events_prefix", "late_prefix", "errors_prefix", "http_backup_prefix")
+_PREFIX_FIELDS = ("events_prefix", "late_prefix", "errors_prefix", "http_backup_prefix", "archive_prefix")
 _BOUNDS = (
     ("tracked_files_limit", 1_000, 100_000_000),
     ("tracked_file_ttl_sec", 0, 10 * 366 * 86_400),
@@ -148,6 +158,15 @@ def _check_bucket_url(url: str) -> None:
         raise ConfigError("bucket_url", f"must not carry a query, fragment or credentials ({example}), got {url!r}")
     if not _HOST.match(parts.netloc) or not _BUCKET_PATH.match(parts.path):
         raise ConfigError("bucket_url", f"has characters that are not allowed in a bucket URL: {url!r}")
+
+
+def _parse_bool(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(key, f"must be true or false, got {raw!r}")
 
 
 def _parse_int(key: str, raw: str) -> int:

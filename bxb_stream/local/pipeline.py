@@ -25,7 +25,7 @@ from bxb_stream.clickhouse import tables as t
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
-from bxb_stream.layout import EVENTS_PREFIX, LATE_PREFIX
+from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, LATE_PREFIX
 from bxb_stream.local import settings as local_settings
 from bxb_stream.local.aws import AwsStandIn
 from bxb_stream.local.function_url import FunctionUrlServer
@@ -283,9 +283,10 @@ class LocalPipeline:
         assert self.targets is not None
         s3 = self.aws.client("s3")
         keys: set[str] = set()
-        for prefix in (EVENTS_PREFIX, LATE_PREFIX):
+        # Each data object is still under events/ or late/, or already moved below archive/.
+        for prefix in (EVENTS_PREFIX, LATE_PREFIX, ARCHIVE_PREFIX + EVENTS_PREFIX, ARCHIVE_PREFIX + LATE_PREFIX):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.targets.bucket, Prefix=prefix):
-                keys.update(obj["Key"] for obj in page.get("Contents", []))
+                keys.update(obj["Key"].removeprefix(ARCHIVE_PREFIX) for obj in page.get("Contents", []))
         return len(status.queue_files(self.client, database, "Processed")) >= len(keys)
 
     def _wait_usage(self, deadline: float) -> bool:

@@ -49,7 +49,7 @@ def partition(stream: str, org: str) -> str:
     return layout.partition_prefix(stream, org, "2026-03-01", "10")
 
 
-def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(clickhouse_stack):
+def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(clickhouse_stack, ch_wait):
     stack = clickhouse_stack()
     rng = random.Random(7)
     acme, globex = make_events(rng, 300, "acme"), make_events(rng, 200, "globex")
@@ -77,6 +77,23 @@ def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(cli
     db = stack.database
     sources = stack.client.query(f"SELECT DISTINCT source FROM {db}.events_raw").result_rows
     assert all(s.startswith(layout.EVENTS_PREFIX) for (s,) in sources), sources
+
+    # Every ingested object now lives under archive/, the same key below it; errors and backups stay.
+    def bucket_keys() -> set[str]:
+        pages = stack.s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    def data_left() -> set[str]:
+        return {k for k in bucket_keys() if k.startswith((layout.EVENTS_PREFIX, layout.LATE_PREFIX))}
+
+    ch_wait(lambda: not data_left(), what="ingested objects moved to archive/")  # the move follows the commit
+    keys = bucket_keys()
+    archived = {k.removeprefix(layout.ARCHIVE_PREFIX) for k in keys if k.startswith(layout.ARCHIVE_PREFIX)}
+    assert {s for (s,) in sources} <= archived
+    assert any(k.startswith(layout.LATE_PREFIX) for k in archived)
+    assert any(k.startswith(layout.ERRORS_PREFIX) for k in keys) and any(
+        k.startswith(layout.HTTP_BACKUP_PREFIX) for k in keys
+    )
     stray = f"SELECT count() FROM {db}.events_raw WHERE transaction_id LIKE 'err-%' OR transaction_id LIKE 'bak-%'"
     assert int(stack.client.command(stray)) == 0
     assert int(stack.client.command(f"SELECT countIf(transaction_id NOT LIKE 'late-%') FROM {db}.events_late")) == 0

@@ -38,6 +38,8 @@ def settings(**kw) -> ClickHouseSettings:
         ({"events_prefix": "ev*nts/"}, "events_prefix", "glob"),
         ({"errors_prefix": "events/errors/"}, "errors_prefix", "inside events_prefix"),
         ({"events_prefix": "/events/"}, "events_prefix", "relative"),
+        ({"archive_prefix": "events/archive/"}, "archive_prefix", "inside events_prefix"),
+        ({"archive_prefix": "archive"}, "archive_prefix", "ending in '/'"),
         ({"tracked_files_limit": 10}, "tracked_files_limit", "integer in"),
         ({"polling_min_timeout_ms": 5000, "polling_max_timeout_ms": 1000}, "polling_min_timeout_ms", "exceed"),
         ({"usage_refresh_seconds": 60, "usage_lookback_seconds": 60}, "usage_lookback_seconds", "twice"),
@@ -94,6 +96,23 @@ def test_queues_read_only_their_prefix_and_never_errors_or_backup():
         assert sql.count(setting) == 2
     # Tracking outlives the objects: a forgotten file that still exists would be read again.
     assert s.tracked_file_ttl_sec > layout.DATA_RETENTION_DAYS * 86_400
+
+
+def test_ingested_objects_move_out_of_the_queues_reach():
+    moved = render_sql(settings())
+    assert moved.count("after_processing = 'move'") == 2
+    assert moved.count(f"after_processing_move_prefix = '{layout.ARCHIVE_PREFIX}'") == 2
+    assert moved.count("after_processing_move_preserve_path = 1") == 2
+    assert "after_processing = 'keep'" not in moved
+    kept = render_sql(settings(move_processed=False))  # for servers older than 25.x
+    assert kept.count("after_processing = 'keep'") == 2 and "after_processing_move" not in kept
+
+
+def test_from_env_reads_booleans():
+    env = {"BXB_CLICKHOUSE_BUCKET_URL": "http://127.0.0.1:9000/b1", "BXB_CLICKHOUSE_MOVE_PROCESSED": "false"}
+    assert ClickHouseSettings.from_env(env, named_collection="nc").move_processed is False
+    with pytest.raises(ConfigError, match="true or false"):
+        ClickHouseSettings.from_env({**env, "BXB_CLICKHOUSE_MOVE_PROCESSED": "maybe"}, named_collection="nc")
 
 
 def test_credentials_are_referenced_never_rendered(monkeypatch):

@@ -29,6 +29,8 @@ EXPECTED_ACKNOWLEDGED = {
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/events/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/late/*]",
+    "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/archive/events/*]",
+    "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/archive/late/*]",
     "AwsSolutions-IAM5[Resource::<TransformFunction58095C87.Arn>:*]",
 }
 

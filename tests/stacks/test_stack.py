@@ -16,6 +16,7 @@ from bxb_stream.deployment import (
     PARQUET_PREFIXES,
 )
 from bxb_stream.events.schema import glue_columns
+from bxb_stream.layout import ARCHIVE_PREFIX
 
 from .conftest import CH_ROLE, CH_URL, TOPIC_ARN, Synth
 
@@ -294,17 +295,31 @@ def test_clickhouse_role_defaults_to_this_account(shipped: Synth) -> None:
     assert ":root" in json.dumps(statement["Principal"])
 
 
-def test_clickhouse_role_reads_only_parquet_prefixes(full: Synth) -> None:
+def test_clickhouse_role_reads_and_moves_only_parquet_prefixes(full: Synth) -> None:
     policy_id = full.logical_id(full.stack.clickhouse.policy)
     bucket = getatt(full.logical_id(full.stack.storage.bucket))
     got = {s["Sid"]: s for pid, s in statements(full) if pid == policy_id}
-    assert got["ReadParquet"]["Action"] == "s3:GetObject"
-    assert got["ReadParquet"]["Resource"] == [{"Fn::Join": ["", [bucket, f"/{p}*"]]} for p in PARQUET_PREFIXES]
+    archived = [ARCHIVE_PREFIX + p for p in PARQUET_PREFIXES]
+    assert sorted(got["ReadAndMoveParquet"]["Action"]) == ["s3:DeleteObject", "s3:GetObject"]
+    assert got["ReadAndMoveParquet"]["Resource"] == [{"Fn::Join": ["", [bucket, f"/{p}*"]]} for p in PARQUET_PREFIXES]
+    assert sorted(got["WriteAndReadArchive"]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert got["WriteAndReadArchive"]["Resource"] == [{"Fn::Join": ["", [bucket, f"/{p}*"]]} for p in archived]
     assert got["ListParquetPrefixes"]["Resource"] == bucket
-    assert got["ListParquetPrefixes"]["Condition"] == {"StringLike": {"s3:prefix": ["events/*", "late/*"]}}
-    assert got["DecryptViaS3"]["Action"] == "kms:Decrypt"
-    assert got["DecryptViaS3"]["Resource"] == getatt(full.logical_id(full.stack.storage.key))
-    assert set(got) == {"ReadParquet", "ListParquetPrefixes", "BucketLocation", "DecryptViaS3"}
+    assert got["ListParquetPrefixes"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["events/*", "late/*", "archive/events/*", "archive/late/*"]}
+    }
+    assert sorted(got["UseKeyViaS3"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert got["UseKeyViaS3"]["Resource"] == getatt(full.logical_id(full.stack.storage.key))
+    assert set(got) == {
+        "ReadAndMoveParquet",
+        "WriteAndReadArchive",
+        "ListParquetPrefixes",
+        "BucketLocation",
+        "UseKeyViaS3",
+    }
+    # Never the error output, the HTTP backup, or the whole bucket.
+    resources = json.dumps([s["Resource"] for s in got.values()])
+    assert "errors/" not in resources and "http-backup" not in resources and '"/*"' not in resources
 
 
 # --- IAM, secrets, environment ---------------------------------------------------------------
