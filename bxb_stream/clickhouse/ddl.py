@@ -72,20 +72,23 @@ def quote(value: str) -> str:
 def migrations(s: ClickHouseSettings) -> tuple[Migration, ...]:
     """Every migration, in order. Statements are idempotent (IF NOT EXISTS) so a crashed apply can rerun."""
     db = s.database
-    return (
+    tables = (
         Migration(1, "event tables", (_event_table(s, t.EVENTS_RAW), _event_table(s, t.EVENTS_LATE), _dead_letter(s))),
         Migration(2, "usage_hourly", (_usage_hourly(db), _usage_refresh(s))),
-        Migration(
-            3,
-            "S3 queues",
-            (
-                _queue(s, t.EVENTS_QUEUE, s.events_prefix),
-                _queue_mv(db, t.EVENTS_QUEUE_MV, t.EVENTS_QUEUE, t.EVENTS_RAW),
-                _queue(s, t.LATE_QUEUE, s.late_prefix),
-                _queue_mv(db, t.LATE_QUEUE_MV, t.LATE_QUEUE, t.EVENTS_LATE),
-            ),
+    )
+    if not s.s3_queues:
+        return tables
+    queues = Migration(
+        3,
+        "S3 queues",
+        (
+            _queue(s, t.EVENTS_QUEUE, s.events_prefix),
+            _queue_mv(db, t.EVENTS_QUEUE_MV, t.EVENTS_QUEUE, t.EVENTS_RAW),
+            _queue(s, t.LATE_QUEUE, s.late_prefix),
+            _queue_mv(db, t.LATE_QUEUE_MV, t.LATE_QUEUE, t.EVENTS_LATE),
         ),
     )
+    return (*tables, queues)
 
 
 def render_sql(s: ClickHouseSettings) -> str:

@@ -38,6 +38,8 @@ class ClickHouseSettings:
     role_arn: str = ""
     named_collection: str = ""
     events_prefix: str = layout.EVENTS_PREFIX
+    # False: no S3Queue tables (a deployment with the HTTP path only has no Parquet to read).
+    s3_queues: bool = True
     # True: S3Queue moves each ingested object to <archive_prefix><its key> (needs ClickHouse
     # 25.x or later, and delete/put rights on the bucket). False keeps objects in place, and a
     # file still there when S3Queue forgets it (TTL, limit) is read again.

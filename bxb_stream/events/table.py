@@ -93,8 +93,13 @@ def _sound_values(f: Any, column: Any) -> bool:
     import pyarrow.compute as pc
 
     if f.kind is Kind.STRING:  # 1 to max_length characters
-        low, high = pc.min_max(pc.utf8_length(column)).values()
-        return low.as_py() >= 1 and (f.max_length is None or high.as_py() <= f.max_length)
+        # Byte lengths come from the offsets; characters <= bytes, so count characters only past the limit.
+        low, high = pc.min_max(pc.binary_length(column)).values()
+        if low.as_py() < 1:
+            return False
+        if f.max_length is None or high.as_py() <= f.max_length:
+            return True
+        return pc.max(pc.utf8_length(column)).as_py() <= f.max_length
     if f.kind is Kind.TIMESTAMP_MS:
         return pc.min(column).as_py() >= MIN_TIMESTAMP_MS
     if f.kind is Kind.FLOAT:  # the reader takes NaN and Infinity literals; JSON has neither

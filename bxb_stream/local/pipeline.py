@@ -112,7 +112,7 @@ class LocalPipeline:
         self.aws.ensure_stream(targets.stream, opts.shards)
         self.aws.ensure_bucket(targets.bucket)
         for path in opts.paths:
-            settings = local_settings.clickhouse_settings(self._database(path), targets)
+            settings = local_settings.clickhouse_settings(self._database(path), targets, s3_queues=path == "s3")
             migrations.ensure_named_collection_from_env(self.client, settings)
             migrations.apply(self.client, settings)
         if "http" in opts.paths:

@@ -68,13 +68,17 @@ def delivery_stream(
     return DeliveryStreamSettings(name, source, processor, http=http, region=targets.region)
 
 
-def clickhouse_settings(database: str, targets: LocalTargets) -> ClickHouseSettings:
+def clickhouse_settings(database: str, targets: LocalTargets, *, s3_queues: bool = True) -> ClickHouseSettings:
     """The project's DDL against the local bucket; queues poll fast, usage refreshes every 5 s
     (each refresh recomputes the touched hours from events_raw FINAL: at a million events a
-    second-by-second refresh would compete with ingestion for the two cores)."""
+    second-by-second refresh would compete with ingestion for the two cores).
+
+    ``s3_queues=False`` for the HTTP path's own database: its queues would take the S3 path's
+    objects (each object is moved to archive/ by whichever queue ingests it first)."""
     return ClickHouseSettings(
         bucket_url=f"{targets.endpoint_url}/{targets.bucket}",  # path-style, as moto and LocalStack serve it
         database=database,
+        s3_queues=s3_queues,
         named_collection=NAMED_COLLECTION,
         polling_min_timeout_ms=100,
         polling_max_timeout_ms=500,

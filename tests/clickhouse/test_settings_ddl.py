@@ -108,6 +108,13 @@ def test_ingested_objects_move_out_of_the_queues_reach():
     assert kept.count("after_processing = 'keep'") == 2 and "after_processing_move" not in kept
 
 
+def test_an_http_only_schema_has_no_queues():
+    sql = render_sql(settings(s3_queues=False))
+    assert "S3Queue" not in sql and tables.EVENTS_QUEUE not in sql
+    assert [m.version for m in migrations(settings(s3_queues=False))] == [1, 2]
+    assert f"TABLE IF NOT EXISTS bxb.{tables.EVENTS_RAW}" in sql
+
+
 def test_from_env_reads_booleans():
     env = {"BXB_CLICKHOUSE_BUCKET_URL": "http://127.0.0.1:9000/b1", "BXB_CLICKHOUSE_MOVE_PROCESSED": "false"}
     assert ClickHouseSettings.from_env(env, named_collection="nc").move_processed is False

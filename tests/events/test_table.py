@@ -93,6 +93,13 @@ def test_a_line_read_line_would_judge_sends_the_batch_to_it(good_lines, bad):
     assert read_table([*good_lines[:3], bad, *good_lines[3:]]) is None
 
 
+def test_lengths_count_characters_not_bytes(good_lines):
+    at_limit = line(transaction_id="\u00e9" * 256)  # 512 bytes, 256 characters: allowed
+    table = assert_same_as_read_lines([*good_lines, at_limit])
+    assert table is not None and table.column("transaction_id")[-1].as_py() == "\u00e9" * 256
+    assert read_table([*good_lines, line(transaction_id="\u00e9" * 257)]) is None
+
+
 def test_a_line_cannot_borrow_from_its_neighbour(good_lines):
     two_in_one = good_lines[0].rstrip(b"\n") + b" " + good_lines[1]
     assert read_table([two_in_one, b"   \n", *good_lines[2:]]) is None  # 2 rows + 0 rows
