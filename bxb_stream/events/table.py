@@ -6,9 +6,10 @@ accepts the same lines or fewer, with the same values, and returns None when any
 line needs ``read_line``'s verdict; ``from_events`` then builds the table from the
 lines judged one by one.
 
-Why a line cannot leak into its neighbour: every line must start with ``{``, end with
-its only newline, and the schema has no object-typed column, so each line holds
-exactly one row exactly when the row count equals the line count.
+Why a line cannot leak into its neighbour: every line must start with ``{`` and end
+with a newline, and the reader keeps an object on one text line, so each line's
+first text line gives it at least one row of its own; when the row count equals the
+line count, each line is exactly one object (and whitespace, as ``read_line`` allows).
 
 Checks the reader does not do (it is laxer than msgspec there): UTF-8 inside
 strings, nulls in non-nullable fields, string lengths, the 2000-01-01 floor,
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from bxb_stream.events.lines import MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN
@@ -40,6 +41,7 @@ _WIRE = {
 # RE2 syntax: $ is the end of the text (no trailing-newline exception as in Python's re).
 _DECIMAL_RE2 = STORED_DECIMAL_PATTERN.replace("\\A", "^").replace("\\Z", "$")
 _options: Any = None
+_FIRST, _LAST = itemgetter(0), itemgetter(-1)
 
 
 def _parse_options() -> Any:
@@ -61,11 +63,9 @@ def read_table(lines: Sequence[bytes]) -> pa.Table | None:
     count = len(lines)
     if not count:
         return None
-    if not (all(map(bytes.startswith, lines, repeat(b"{"))) and all(map(bytes.endswith, lines, repeat(b"\n")))):
+    if bytes(map(_FIRST, lines)) != b"{" * count or bytes(map(_LAST, lines)) != b"\n" * count:
         return None
     body = b"".join(lines)
-    if body.count(b"\n") != count:  # so each line's newline is its only one
-        return None
     try:
         wire = pj.read_json(io.BytesIO(body), parse_options=_parse_options())
         wire.validate(full=True)  # the reader leaves invalid UTF-8 inside strings unchecked

@@ -106,6 +106,8 @@ def test_a_line_cannot_borrow_from_its_neighbour(good_lines):
     head, tail = good_lines[0][:40], good_lines[0][40:]
     assert read_table([head, tail, *good_lines[1:]]) is None  # one object over two records
     assert read_table([good_lines[0] + good_lines[1], *good_lines[2:]]) is None  # two lines in one record
+    assert read_table([good_lines[0] + b"  \n", *good_lines[1:]]) is not None  # trailing whitespace, as read_line
+    assert_same_as_read_lines([good_lines[0] + b"  \n", *good_lines[1:]])
 
 
 # Keys and values around the schema's edges; the encoded lines meet read_lines' checks or miss them.
