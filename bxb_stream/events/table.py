@@ -13,8 +13,8 @@ line count, each line is exactly one object (and whitespace, as ``read_line`` al
 
 Checks the reader does not do (it is laxer than msgspec there): UTF-8 inside
 strings, nulls in non-nullable fields, string lengths, the 2000-01-01 floor,
-NaN/Infinity literals, and the decimal text. Duplicate keys, which msgspec resolves last-wins, the reader
-refuses, so such a batch takes the per-line path.
+NaN/Infinity literals, and the decimal text. Duplicate keys, which msgspec
+resolves last-wins, the reader refuses, so such a batch takes the per-line path.
 """
 
 from __future__ import annotations
