@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from bxb_stream.events.lines import MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN
+from bxb_stream.events.lines import MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN, framed
 from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
 
 if TYPE_CHECKING:
@@ -41,7 +40,6 @@ _WIRE = {
 # RE2 syntax: $ is the end of the text (no trailing-newline exception as in Python's re).
 _DECIMAL_RE2 = STORED_DECIMAL_PATTERN.replace("\\A", "^").replace("\\Z", "$")
 _options: Any = None
-_FIRST, _LAST = itemgetter(0), itemgetter(-1)
 
 
 def _parse_options() -> Any:
@@ -63,7 +61,7 @@ def read_table(lines: Sequence[bytes]) -> pa.Table | None:
     count = len(lines)
     if not count:
         return None
-    if bytes(map(_FIRST, lines)) != b"{" * count or bytes(map(_LAST, lines)) != b"\n" * count:
+    if not framed(lines):
         return None
     body = b"".join(lines)
     try:

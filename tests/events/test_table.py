@@ -82,6 +82,7 @@ BAD_LINES = {
     "object for string": line(properties={"a": 1}),
     "not an object": b"[1, 2]\n",
     "blank": b"\n",
+    "empty": b"",
     "no newline": line()[:-1],
     "invalid utf-8": line(code="XX").replace(b"XX", b"\xe9"),
     "lone surrogate": line()[:-2] + b',"value":null,"decimal_value":"\\ud800"}\n',
@@ -105,6 +106,13 @@ def test_a_line_cannot_borrow_from_its_neighbour(good_lines):
     assert read_table([two_in_one, b"   \n", *good_lines[2:]]) is None  # 2 rows + 0 rows
     head, tail = good_lines[0][:40], good_lines[0][40:]
     assert read_table([head, tail, *good_lines[1:]]) is None  # one object over two records
+    # The same crafted split against the msgspec path: an object closed in the next record,
+    # and a record holding two objects to keep the count.
+    open_ended = good_lines[0].rstrip(b"\n")[:-1] + b"\n"  # its closing brace moved to the next record
+    split = [open_ended, b'"value":1.5}\n', good_lines[1].rstrip(b"\n") + b"," + good_lines[2]]
+    joined = msgspec.json.decode(b"[" + b",".join(split) + b"]")
+    assert len(joined) == len(split)  # unframed, the lines would parse as three events
+    assert read_lines(split) is None and read_table(split) is None
     assert read_table([good_lines[0] + good_lines[1], *good_lines[2:]]) is None  # two lines in one record
     assert read_table([good_lines[0] + b"  \n", *good_lines[1:]]) is not None  # trailing whitespace, as read_line
     assert_same_as_read_lines([good_lines[0] + b"  \n", *good_lines[1:]])

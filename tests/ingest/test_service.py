@@ -178,7 +178,7 @@ def test_records_that_do_not_fit_the_schema_are_dead_lettered_and_the_rest_store
     unknown = line("x")[:-2] + b',"extra":1}\n'
     missing = b'{"transaction_id":"y"}\n'
     bad_decimal = line("z")[:-2] + b',"decimal_value":"abc"}\n'
-    records = [line("ok1"), bad_json, unknown, missing, bad_decimal, line("ok2")]
+    records = [line("ok1"), bad_json, unknown, missing, bad_decimal, line("ok2"), b""]  # b"": an empty record
     event = fn_url_event(records)
     event_body = json.loads(base64.b64decode(event["body"]))
     event_body["records"].append({"data": "***"})  # not base64
@@ -191,7 +191,8 @@ def test_records_that_do_not_fit_the_schema_are_dead_lettered_and_the_rest_store
         (2, "bad_line"),
         (3, "bad_line"),
         (4, "bad_decimal"),
-        (6, "not_base64"),
+        (6, "not_json"),
+        (7, "not_base64"),
     ]
     assert dead(ingest_db)[0][3] == "{oops\n"  # the raw record, for replay
     assert outcome.rows_inserted + outcome.dead_lettered == len(records) + 1  # nothing lost
