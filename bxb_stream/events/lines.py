@@ -18,7 +18,8 @@ from bxb_stream.events.schema import FIELDS, Kind
 
 MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 
-_OUTPUT_TYPES: dict[Kind, Any] = {
+# How each kind travels in the JSON line (Python types); events.table derives the reader's schema from it.
+LINE_TYPES: dict[Kind, Any] = {
     Kind.STRING: str,
     Kind.TIMESTAMP_MS: int,
     Kind.JSON: str,
@@ -30,8 +31,8 @@ _OUTPUT_TYPES: dict[Kind, Any] = {
 # when null (OpenX reads a missing key as null): shorter lines, faster base64.
 OutputEvent = msgspec.defstruct(
     "OutputEvent",
-    [(f.name, _OUTPUT_TYPES[f.kind]) for f in FIELDS if not f.nullable]
-    + [(f.name, _OUTPUT_TYPES[f.kind] | None, None) for f in FIELDS if f.nullable],
+    [(f.name, LINE_TYPES[f.kind]) for f in FIELDS if not f.nullable]
+    + [(f.name, LINE_TYPES[f.kind] | None, None) for f in FIELDS if f.nullable],
     omit_defaults=True,
     gc=False,  # scalars only: no cycles, so no GC tracking (less collector work per batch)
 )
@@ -42,7 +43,7 @@ STORED_DECIMAL_PATTERN = r"\A-?\d{1,20}(\.\d{1,18})?\Z"  # \Z: no trailing newli
 
 
 def _stored_field(f: Any) -> tuple[Any, ...]:
-    kind: Any = _OUTPUT_TYPES[f.kind]
+    kind: Any = LINE_TYPES[f.kind]
     if f.kind is Kind.DECIMAL:
         kind = Annotated[str, msgspec.Meta(pattern=STORED_DECIMAL_PATTERN)]  # checked in the decode, in C
     elif f.kind is Kind.STRING:

@@ -23,20 +23,14 @@ import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bxb_stream.events.lines import MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN, framed
+from bxb_stream.events.lines import LINE_TYPES, MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN, framed
 from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# How each kind travels in the JSON line (the reader's explicit schema).
-_WIRE = {
-    Kind.STRING: "string",
-    Kind.JSON: "string",
-    Kind.TIMESTAMP_MS: "int64",
-    Kind.FLOAT: "float64",
-    Kind.DECIMAL: "string",
-}
+# The reader's type for each of the line's JSON types (events.lines.LINE_TYPES).
+_ARROW_NAME = {str: "string", int: "int64", float: "float64"}
 # RE2 syntax: $ is the end of the text (no trailing-newline exception as in Python's re).
 _DECIMAL_RE2 = STORED_DECIMAL_PATTERN.replace("\\A", "^").replace("\\Z", "$")
 _options: Any = None
@@ -48,9 +42,15 @@ def _parse_options() -> Any:
         import pyarrow as pa
         import pyarrow.json as pj
 
-        wire = pa.schema([pa.field(f.name, getattr(pa, _WIRE[f.kind])()) for f in FIELDS])
+        wire = pa.schema([pa.field(f.name, _wire_type(f)) for f in FIELDS])
         _options = pj.ParseOptions(explicit_schema=wire, unexpected_field_behavior="error")
     return _options
+
+
+def _wire_type(f: Any) -> Any:
+    import pyarrow as pa
+
+    return getattr(pa, _ARROW_NAME[LINE_TYPES[f.kind]])()
 
 
 def read_table(lines: Sequence[bytes]) -> pa.Table | None:
@@ -114,5 +114,5 @@ def from_events(events: Sequence[Any]) -> pa.Table:
     columns = []
     for f, target in zip(FIELDS, arrow_schema(), strict=True):
         values = [getattr(e, f.name) for e in events]
-        columns.append(pa.array(values, type=getattr(pa, _WIRE[f.kind])()).cast(target.type))
+        columns.append(pa.array(values, type=_wire_type(f)).cast(target.type))
     return pa.Table.from_arrays(columns, schema=arrow_schema())
