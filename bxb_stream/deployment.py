@@ -41,6 +41,7 @@ HTTP_BACKUP_PREFIX = layout.FIREHOSE_HTTP_BACKUP_PREFIX
 HTTP_BACKUP_ERROR_PREFIX = layout.FIREHOSE_HTTP_BACKUP_ERROR_PREFIX
 
 DELIVERY_PATHS = ("s3", "http", "both")
+POWERTOOLS_SOURCES = ("layer", "bundle")
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
     1,
@@ -73,6 +74,7 @@ _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{2,1224}$")
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{2,64}$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -193,6 +195,9 @@ class HttpPathConfig(_Section):
     # The ingest Lambda talks to ClickHouse within this budget (Firehose waits up to 3 minutes).
     ingest_timeout_seconds: int = _setting(60, low=5, high=180)
     ingest_memory_mib: int = _setting(512, low=128, high=10_240)
+    # Reserved concurrency of the ingest function: a cap, so a flood of requests (even 401s) against the
+    # public function URL cannot use up the account's concurrency. 0 = no cap (the account's pool).
+    ingest_max_concurrency: int = _setting(10, low=0, high=10_000)
 
 
 @dataclass(frozen=True)
@@ -208,12 +213,22 @@ class ClickHouseConfig(_Section):
     secret_name: str = _setting("bxb/clickhouse", pattern=_SECRET_NAME, doc="a Secrets Manager secret name")
     # Who assumes the S3 read role: ClickHouse Cloud's IAM role ARN, or an account id. Blank = this account.
     s3_principal: str = _setting("", blank=True)
+    # A principal in another account must prove it is acting for us (confused deputy): sts:ExternalId,
+    # or sts:RoleSessionName, the shared secret ClickHouse Cloud sends (extra_credentials(role_session_name)).
     s3_external_id: str = _setting("", pattern=_EXTERNAL_ID, blank=True, doc="2-1224 of [A-Za-z0-9+=,.@:/-]")
+    s3_role_session_name: str = _setting("", pattern=_SESSION_NAME, blank=True, doc="2-64 of [A-Za-z0-9+=,.@_-]")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.s3_principal and not (_ROLE_ARN.match(self.s3_principal) or _ACCOUNT.match(self.s3_principal)):
             raise ConfigError(self.key("s3_principal"), "must be an IAM role ARN or a 12-digit account id")
+        if self.s3_principal and not (self.s3_external_id or self.s3_role_session_name):
+            raise ConfigError(
+                self.key("s3_external_id"),
+                f"is required when {self.key('s3_principal')} is set, so another account cannot use the role "
+                f"on someone else's behalf (or set {self.key('s3_role_session_name')}: ClickHouse Cloud sends "
+                "a session name, not an external id)",
+            )
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,12 @@ class AlarmConfig(_Section):
     lambda_errors: int = _setting(1, low=1, high=1_000_000)
     lambda_throttles: int = _setting(1, low=1, high=1_000_000)
     processing_failed_records: int = _setting(1, low=1, high=1_000_000_000)
+    # Places an event stops short of billing, each counted by a CloudWatch metric: rows the ingest function
+    # dead-lettered, records Firehose B backed up to S3 after its retries (backup_mode failed), records
+    # Firehose A could not convert to Parquet.
+    dead_letter_rows: int = _setting(1, low=1, high=1_000_000_000)
+    http_backup_records: int = _setting(1, low=1, high=1_000_000_000)
+    failed_conversion_records: int = _setting(1, low=1, high=1_000_000_000)
 
 
 @dataclass(frozen=True)
@@ -247,10 +268,19 @@ class PipelineConfig(_Section):
     name: str = _setting("bxb-stream", pattern=_NAME, doc="a letter, then letters, digits, '-'; at most 40")
     delivery: str = _setting("s3", choices=DELIVERY_PATHS)
     log_retention_days: int = _setting(30, choices=LOG_RETENTION_DAYS)
+    # Powertools from the public layer, or bundled into each function (LocalStack's community edition
+    # cannot use public layers); bundle pins aws-lambda-powertools from requirements.txt.
+    powertools: str = _setting("layer", choices=POWERTOOLS_SOURCES)
     # Version of the public Powertools layer AWSLambdaPowertoolsPythonV3-python312-arm64.
     powertools_layer_version: int = _setting(27, low=1, high=10_000)
     transform_memory_mib: int = _setting(512, low=128, high=10_240)
     transform_timeout_seconds: int = _setting(120, low=10, high=300)
+    # Reserved concurrency of the transform: capacity no other function can take, so Firehose's calls are
+    # not throttled (a throttled batch ends in the error output). 0 = none (the account's shared pool).
+    transform_reserved_concurrency: int = _setting(20, low=0, high=10_000)
+    # The Lambda log groups, the Firehose log groups and the ingest access-key secret are encrypted with
+    # the archive's KMS key; false = AWS-managed keys.
+    encrypt_with_stack_key: bool = _setting(True)
     rules: EventRules = field(default_factory=EventRules)
     stream: StreamConfig = field(default_factory=StreamConfig)
     s3: S3PathConfig = field(default_factory=S3PathConfig)
@@ -275,6 +305,11 @@ class PipelineConfig(_Section):
     @property
     def http_enabled(self) -> bool:
         return self.delivery in ("http", "both")
+
+    @property
+    def http_delivery_stream_name(self) -> str:
+        """Firehose B's name, fixed so the ingest function can be told its ARN (no circular reference)."""
+        return f"{self.name}-http"
 
     @property
     def resource_prefix(self) -> str:

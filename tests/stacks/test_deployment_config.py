@@ -86,6 +86,22 @@ def test_non_bxb_context_is_ignored() -> None:
         ({"bxb:clickhouse.url": "http://ch:8123"}, "bxb:clickhouse.url", "https://"),
         ({"bxb:clickhouse.s3_principal": "clickhouse"}, "bxb:clickhouse.s3_principal", "role ARN"),
         ({"bxb:clickhouse.s3_external_id": "x"}, "bxb:clickhouse.s3_external_id", "2-1224"),
+        ({"bxb:clickhouse.s3_role_session_name": "a b"}, "bxb:clickhouse.s3_role_session_name", "2-64"),
+        (
+            {"bxb:clickhouse.s3_principal": "arn:aws:iam::111122223333:role/CH"},
+            "bxb:clickhouse.s3_external_id",
+            "is required when bxb:clickhouse.s3_principal is set",
+        ),
+        (
+            {"bxb:clickhouse.s3_principal": "111122223333"},
+            "bxb:clickhouse.s3_external_id",
+            "bxb:clickhouse.s3_role_session_name",
+        ),
+        ({"bxb:powertools": "docker"}, "bxb:powertools", "layer, bundle"),
+        ({"bxb:transform_reserved_concurrency": -1}, "bxb:transform_reserved_concurrency", "[0, 10000]"),
+        ({"bxb:http.ingest_max_concurrency": "many"}, "bxb:http.ingest_max_concurrency", "integer"),
+        ({"bxb:encrypt_with_stack_key": "yes"}, "bxb:encrypt_with_stack_key", "true or false"),
+        ({"bxb:alarms.dead_letter_rows": 0}, "bxb:alarms.dead_letter_rows", "[1, "),
         ({"bxb:alarms.email": "oncall"}, "bxb:alarms.email", "e-mail"),
         ({"bxb:alarms.topic_arn": "ops"}, "bxb:alarms.topic_arn", "SNS topic ARN"),
         ({"bxb:alarms.min_success_ratio": 2}, "bxb:alarms.min_success_ratio", "[0.0, 1.0]"),
@@ -127,6 +143,8 @@ def test_paths_and_ingest_env() -> None:
     assert env["BXB_CLICKHOUSE_URL"] == "https://ch.example.com"
     assert env["BXB_CLICKHOUSE_DATABASE"] == "bxb"
     assert env["BXB_ORGANIZATION_ID"] == "default"  # stamped on dead letters
+    assert both.http_delivery_stream_name == "bxb-stream-http"  # fixed, so the ingest function can know its ARN
+    assert PipelineConfig(name="billing").http_delivery_stream_name == "billing-http"
 
 
 def test_prefixes_never_overlap_the_parquet_data() -> None:
@@ -138,10 +156,20 @@ def test_prefixes_never_overlap_the_parquet_data() -> None:
     assert "!{firehose:error-output-type}" in HTTP_BACKUP_ERROR_PREFIX
 
 
-def test_app_fails_synth_with_the_key_in_the_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"bxb:stream.mode": "serverless"}, "config 'bxb:stream.mode': must be one of on-demand, provisioned"),
+        (
+            {"bxb:clickhouse.s3_principal": "arn:aws:iam::111122223333:role/CH"},
+            "config 'bxb:clickhouse.s3_external_id': is required when bxb:clickhouse.s3_principal is set",
+        ),
+    ],
+)
+def test_app_fails_synth_with_the_key_in_the_message(tmp_path: Path, context: dict[str, str], message: str) -> None:
     env = {
         **os.environ,
-        "CDK_CONTEXT_JSON": json.dumps({"bxb:stream.mode": "serverless"}),
+        "CDK_CONTEXT_JSON": json.dumps(context),
         "CDK_OUTDIR": str(tmp_path),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
@@ -149,5 +177,6 @@ def test_app_fails_synth_with_the_key_in_the_message(tmp_path: Path) -> None:
         [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 1
-    assert "bxb:stream.mode" in done.stderr and "on-demand, provisioned" in done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no traceback
     assert not list(tmp_path.glob("*.template.json"))
