@@ -2,56 +2,79 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from bxb_stream.deployment import PipelineConfig
 from stacks.bundling import pinned, python_code
+from stacks.logs import LogGroups
 from stacks.nag import acknowledge
 
 POWERTOOLS_ACCOUNT = "017000801446"
-# Powertools and boto3 come from the layer and the runtime; the rest is bundled, pinned as in requirements.txt.
+# boto3 comes from the runtime and Powertools from the layer (or POWERTOOLS_REQUIREMENTS, bundled);
+# the rest is bundled, pinned as in requirements.txt.
 TRANSFORM_DIR, TRANSFORM_REQUIREMENTS = "lambdas/transform", pinned("msgspec", "pybase64")
 INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec", "pybase64", "pyarrow")
-
-RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
+POWERTOOLS_REQUIREMENTS = pinned("aws-lambda-powertools")
 
 
-def log_group(scope: Construct, id: str, retention_days: int) -> logs.LogGroup:
-    return logs.LogGroup(scope, id, retention=RETENTION[retention_days], removal_policy=RemovalPolicy.DESTROY)
+@dataclass(frozen=True)
+class FunctionProps:
+    """What differs between the two functions; the rest (runtime, logs, Powertools) is shared."""
+
+    function_dir: str
+    requirements: tuple[str, ...]
+    description: str
+    memory_mib: int
+    timeout_seconds: int
+    environment: Mapping[str, str] = field(default_factory=dict)
+    reserved_concurrency: int = 0  # 0 = none: the account's shared pool
 
 
-def powertools_layer_arn(scope: Construct, version: int) -> str:
+@dataclass(frozen=True)
+class Powertools:
+    """Where Powertools comes from: the public layer, or bundled with the function's dependencies."""
+
+    source: str  # "layer" or "bundle"
+    layer_version: int
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> Powertools:
+        return cls(config.powertools, config.powertools_layer_version)
+
+    def requirements(self, requirements: tuple[str, ...]) -> tuple[str, ...]:
+        return requirements + POWERTOOLS_REQUIREMENTS if self.source == "bundle" else requirements
+
+    def layers(self, scope: Construct) -> list[lambda_.ILayerVersion]:
+        if self.source == "bundle":
+            return []
+        return [lambda_.LayerVersion.from_layer_version_arn(scope, "Powertools", powertools_layer_arn(scope, self))]
+
+
+def powertools_layer_arn(scope: Construct, powertools: Powertools) -> str:
     """The public Powertools layer in the stack's region (a token, so no lookup and no env needed)."""
     region = Stack.of(scope).region
-    return f"arn:aws:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:{version}"
+    return (
+        f"arn:aws:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:"
+        f"{powertools.layer_version}"
+    )
+
+
+def default_transform_function_props(config: PipelineConfig) -> FunctionProps:
+    return FunctionProps(
+        function_dir=TRANSFORM_DIR,
+        requirements=TRANSFORM_REQUIREMENTS,
+        description="bxb-stream: Firehose transform (validate, normalise, partition)",
+        memory_mib=config.transform_memory_mib,
+        timeout_seconds=config.transform_timeout_seconds,
+        environment=config.transform_env(),
+        reserved_concurrency=config.transform_reserved_concurrency,
+    )
 
 
 class PythonFunction(Construct):
@@ -62,38 +85,31 @@ class PythonFunction(Construct):
         scope: Construct,
         id: str,
         *,
-        function_dir: str,
-        requirements: Sequence[str],
-        description: str,
-        environment: Mapping[str, str],
-        memory_mib: int,
-        timeout_seconds: int,
-        log_retention_days: int,
-        powertools_layer_version: int,
+        props: FunctionProps,
+        log_groups: LogGroups,
+        log_name: str,
+        powertools: Powertools,
     ) -> None:
         super().__init__(scope, id)
-        self.log_group = log_group(self, "Logs", log_retention_days)
+        self.log_group = log_groups.create(self, "Logs", log_name)
         self.role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=props.description
         )
         # Only its own log group (CreateLogStream/PutLogEvents); EMF metrics travel in the logs.
         self.log_group.grant_write(self.role)
         self.function = lambda_.Function(
             self,
             "Function",
-            description=description,
+            description=props.description,
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.ARM_64,
-            handler=f"{function_dir}/handler.handler",
-            code=python_code(function_dir, requirements),
-            layers=[
-                lambda_.LayerVersion.from_layer_version_arn(
-                    self, "Powertools", powertools_layer_arn(self, powertools_layer_version)
-                )
-            ],
-            environment=dict(environment),
-            memory_size=memory_mib,
-            timeout=Duration.seconds(timeout_seconds),
+            handler=f"{props.function_dir}/handler.handler",
+            code=python_code(props.function_dir, powertools.requirements(props.requirements)),
+            layers=powertools.layers(self),
+            environment=dict(props.environment),
+            memory_size=props.memory_mib,
+            timeout=Duration.seconds(props.timeout_seconds),
+            reserved_concurrent_executions=props.reserved_concurrency or None,
             role=self.role,
             log_group=self.log_group,
         )

@@ -18,8 +18,8 @@ from constructs import Construct
 
 from bxb_stream.deployment import AlarmConfig
 
-# The transform's EMF metrics (Powertools Metrics, namespace bxb-stream, service=transform).
-TRANSFORM_NAMESPACE, TRANSFORM_SERVICE = "bxb-stream", "transform"
+# The functions' EMF metrics (Powertools Metrics, namespace bxb-stream, dimension service=<function>).
+NAMESPACE, TRANSFORM_SERVICE, INGEST_SERVICE = "bxb-stream", "transform", "ingest"
 
 GT = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD
@@ -27,12 +27,27 @@ LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD
 
 @dataclass(frozen=True)
 class FirehosePath:
-    """A delivery path to watch: its stream and its destination's metric prefix."""
+    """A delivery path to watch: its stream, its destination's metric prefix, and where on it an event
+    can stop short of billing with a CloudWatch metric to show it."""
 
     label: str
     delivery_stream: firehose.IDeliveryStream
     destination: str  # "DeliveryToS3" or "DeliveryToHttpEndpoint"
     freshness_seconds: int
+    # Parquet: records that fail conversion, or exceed the partition limit, go to errors/.
+    converts_to_parquet: bool = False
+    # HTTP: "failed" = BackupToS3.Records counts exactly the records that gave up on the endpoint;
+    # "all" = every record is backed up, so only DeliveryToHttpEndpoint.Success shows failures.
+    backup_mode: str | None = None
+    # HTTP: the ingest function dead-letters rows that do not fit the schema (RowsDeadLettered).
+    dead_letters: bool = False
+
+
+def emf_metric(service: str, name: str, period: Duration) -> cw.Metric:
+    """A count the functions emit as EMF (Powertools Metrics)."""
+    return cw.Metric(
+        namespace=NAMESPACE, metric_name=name, dimensions_map={"service": service}, statistic="Sum", period=period
+    )
 
 
 class AlarmTopic(Construct):
@@ -75,13 +90,7 @@ class PipelineMonitoring(Construct):
         self.alarm("KinesisIteratorAge", iterator_age, config.iterator_age_ms, GT, "Firehose is falling behind")
         self.alarm("KinesisWriteThrottles", write_exceeded, config.write_throttles, GT, "producers are throttled")
 
-        processing_failed = cw.Metric(
-            namespace=TRANSFORM_NAMESPACE,
-            metric_name="RecordsProcessingFailed",
-            dimensions_map={"service": TRANSFORM_SERVICE},
-            statistic="Sum",
-            period=self.period,
-        )
+        processing_failed = emf_metric(TRANSFORM_SERVICE, "RecordsProcessingFailed", self.period)
         self.alarm(
             "RecordsProcessingFailed",
             processing_failed,
@@ -121,6 +130,7 @@ class PipelineMonitoring(Construct):
                     graph(f"{path.label}: transform invocation success", [processing]),
                 ]
             )
+            widgets.append(self.shortfalls(path))
         for label, function in functions.items():
             errors = function.metric_errors(statistic="Sum", period=self.period)
             throttled = function.metric_throttles(statistic="Sum", period=self.period)
@@ -137,7 +147,63 @@ class PipelineMonitoring(Construct):
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{name}-pipeline")
         self.dashboard.add_widgets(cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))
         for row in widgets:
-            self.dashboard.add_widgets(*row)
+            if row:
+                self.dashboard.add_widgets(*row)
+
+    def shortfalls(self, path: FirehosePath) -> list[cw.IWidget]:
+        """Alarms (and a dashboard row) for each place on the path an event stops short of billing."""
+        stream, config = path.delivery_stream, self.config
+        counts: list[cw.IMetric] = []
+        widgets: list[cw.IWidget] = []
+        if path.converts_to_parquet:
+            failed_conversion = stream.metric("FailedConversion.Records", statistic="Sum", period=self.period)
+            partitions = stream.metric("PartitionCountExceeded", statistic="Maximum", period=self.period)
+            self.alarm(
+                f"{path.label}FailedConversion",
+                failed_conversion,
+                config.failed_conversion_records,
+                GT,
+                f"{path.label}: records failed Parquet conversion (see errors/format-conversion-failed/)",
+            )
+            self.alarm(
+                f"{path.label}PartitionCountExceeded",
+                partitions,
+                1,
+                GT,
+                f"{path.label}: active partition limit exceeded; records go to errors/",
+            )
+            counts += [failed_conversion, partitions]
+        if path.backup_mode is not None:
+            backup_success = stream.metric("BackupToS3.Success", statistic="Average", period=self.period)
+            self.alarm(
+                f"{path.label}BackupSuccess",
+                backup_success,
+                config.min_success_ratio,
+                LT,
+                f"{path.label}: writes to the S3 backup fail",
+            )
+            widgets.append(graph(f"{path.label}: S3 backup success", [backup_success]))
+        if path.backup_mode == "failed":
+            backed_up = stream.metric("BackupToS3.Records", statistic="Sum", period=self.period)
+            self.alarm(
+                f"{path.label}BackedUp",
+                backed_up,
+                config.http_backup_records,
+                GT,
+                f"{path.label}: records gave up on the endpoint and went to the S3 backup (http-backup/)",
+            )
+            counts.append(backed_up)
+        if path.dead_letters:
+            dead = emf_metric(INGEST_SERVICE, "RowsDeadLettered", self.period)
+            self.alarm(
+                f"{path.label}DeadLetters",
+                dead,
+                config.dead_letter_rows,
+                GT,
+                f"{path.label}: the ingest function dead-lettered rows (events_dead_letter)",
+            )
+            counts.append(dead)
+        return [graph(f"{path.label}: stopped short of billing", counts), *widgets] if counts else widgets
 
     def alarm(
         self, id: str, metric: cw.IMetric, threshold: float, operator: cw.ComparisonOperator, what: str

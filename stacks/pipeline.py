@@ -6,26 +6,26 @@ Environment-agnostic: no lookups; region and account are CloudFormation pseudo p
 from __future__ import annotations
 
 from aws_cdk import App, CfnOutput, Stack
-from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from bxb_stream.deployment import PARQUET_PREFIXES, PipelineConfig
+from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, PipelineConfig
 from bxb_stream.layout import ARCHIVE_PREFIX
-from stacks.delivery import HttpDelivery, ParquetDelivery
-from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS, TRANSFORM_DIR, TRANSFORM_REQUIREMENTS, PythonFunction
+from stacks.delivery import ParquetDelivery
+from stacks.functions import Powertools, PythonFunction, default_transform_function_props
+from stacks.http_ingest import HttpIngest
+from stacks.logs import LogGroups
 from stacks.monitoring import FirehosePath, PipelineMonitoring
-from stacks.nag import acknowledge
 from stacks.storage import ArchiveStorage, ClickHouseReadRole, EventsTable
 from stacks.streaming import EventStream
 
 
-def s3queue_engine(bucket_domain: str, prefix: str, role_arn: str) -> str:
+def s3queue_engine(bucket_domain: str, prefix: str, role_arn: str, clickhouse: ClickHouseConfig) -> str:
     """The ENGINE clause pointing a ClickHouse S3Queue table at one Parquet prefix of the archive."""
+    session = f", role_session_name = '{clickhouse.s3_role_session_name}'" if clickhouse.s3_role_session_name else ""
     return (
         f"S3Queue('https://{bucket_domain}/{prefix}**/*.parquet', 'Parquet', "
-        f"extra_credentials(role_arn = '{role_arn}'))"
+        f"extra_credentials(role_arn = '{role_arn}'{session}))"
     )
 
 
@@ -77,7 +77,7 @@ class BxbStreamStack(Stack):
             CfnOutput(
                 self,
                 f"ClickHouseS3Queue{name}",
-                value=s3queue_engine(domain, prefix, role_arn),
+                value=s3queue_engine(domain, prefix, role_arn, config.clickhouse),
                 description=(
                     f"ENGINE clause of the S3Queue table for {prefix} (SETTINGS: mode, keeper_path, "
                     f"after_processing='move' to {ARCHIVE_PREFIX}; bxb-stream clickhouse ddl renders them)"
@@ -85,127 +85,87 @@ class BxbStreamStack(Stack):
             )
 
     def _pipeline(self, config: PipelineConfig) -> None:
-        stream, bucket, key = self.events.stream, self.storage.bucket, self.storage.key
-        common = {
-            "log_retention_days": config.log_retention_days,
-            "powertools_layer_version": config.powertools_layer_version,
-        }
+        key = self.storage.key
+        log_groups = LogGroups(config.name, config.log_retention_days, key if config.encrypt_with_stack_key else None)
+        log_groups.allow_cloudwatch_logs(self)
+        powertools = Powertools.of(config)
         self.transform = PythonFunction(
             self,
             "Transform",
-            function_dir=TRANSFORM_DIR,
-            requirements=TRANSFORM_REQUIREMENTS,
-            description="bxb-stream: Firehose transform (validate, normalise, partition)",
-            environment=config.transform_env(),
-            memory_mib=config.transform_memory_mib,
-            timeout_seconds=config.transform_timeout_seconds,
-            **common,
+            props=default_transform_function_props(config),
+            log_groups=log_groups,
+            log_name="transform",
+            powertools=powertools,
         )
         functions: dict[str, lambda_.IFunction] = {"Transform": self.transform.function}
         paths: list[FirehosePath] = []
+        alarms = config.alarms
         self.parquet: ParquetDelivery | None = None
-        self.http: HttpDelivery | None = None
-        self.ingest: PythonFunction | None = None
-
+        self.http: HttpIngest | None = None
         if config.s3_enabled:
-            assert self.table is not None
-            self.parquet = ParquetDelivery(
-                self,
-                "Parquet",
-                config=config.s3,
-                log_retention_days=config.log_retention_days,
-                stream=stream,
-                transform=self.transform.function,
-                bucket=bucket,
-                key=key,
-                table=firehose.SchemaConfiguration.from_cfn_table(self.table.table),
-            )
+            self.parquet = self._parquet(config, log_groups)
+            stream = self.parquet.delivery_stream
             paths.append(
-                FirehosePath("S3", self.parquet.delivery_stream, "DeliveryToS3", config.alarms.s3_freshness_seconds)
+                FirehosePath("S3", stream, "DeliveryToS3", alarms.s3_freshness_seconds, converts_to_parquet=True)
             )
-            CfnOutput(self, "ParquetDeliveryStreamName", value=self.parquet.delivery_stream.delivery_stream_name)
-
         if config.http_enabled:
-            access_key = secretsmanager.Secret(
-                self,
-                "IngestAccessKey",
-                description="bxb-stream: access key Firehose sends to the ingest function",
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    secret_string_template="{}",
-                    generate_string_key="api_key",  # the shape Firehose's SecretsManagerConfiguration reads
-                    exclude_punctuation=True,
-                    password_length=64,
-                ),
-            )
-            acknowledge(
-                access_key,
-                {
-                    "AwsSolutions::AwsSolutions-SMG4": (
-                        "Firehose reads the key from the secret on each delivery and the ingest function on "
-                        "cold start; rotate by updating the secret (both read the same value) rather than a "
-                        "rotation Lambda that cannot coordinate the two."
-                    )
-                },
-            )
-            clickhouse_secret = secretsmanager.Secret.from_secret_name_v2(
-                self, "ClickHouseSecret", config.clickhouse.secret_name
-            )
-            self.ingest = PythonFunction(
-                self,
-                "Ingest",
-                function_dir=INGEST_DIR,
-                requirements=INGEST_REQUIREMENTS,
-                description="bxb-stream: Firehose HTTP endpoint, inserts into ClickHouse",
-                environment={
-                    **config.ingest_env(),
-                    "BXB_CLICKHOUSE_SECRET_ARN": clickhouse_secret.secret_arn,
-                    "BXB_ACCESS_KEY_SECRET_ARN": access_key.secret_arn,
-                },
-                memory_mib=config.http.ingest_memory_mib,
-                timeout_seconds=config.http.ingest_timeout_seconds,
-                **common,
-            )
-            clickhouse_secret.grant_read(self.ingest.function)
-            access_key.grant_read(self.ingest.function)
-            # Auth NONE is deliberate: Firehose cannot SigV4-sign HTTP endpoint requests. It sends the
-            # X-Amz-Firehose-Access-Key header instead, which the function checks against the secret
-            # (constant-time) before reading the body.
-            self.url = self.ingest.function.add_function_url(
-                auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.BUFFERED
-            )
-            functions["Ingest"] = self.ingest.function
-            self.http = HttpDelivery(
-                self,
-                "Http",
-                config=config.http,
-                log_retention_days=config.log_retention_days,
-                stream=stream,
-                transform=self.transform.function,
-                url=self.url.url,
-                access_key=access_key,
-                bucket=bucket,
-                key=key,
-            )
+            self.http = self._http(config, log_groups, powertools)
+            functions["Ingest"] = self.http.ingest.function
+            stream = self.http.delivery_stream
             paths.append(
                 FirehosePath(
-                    "Http", self.http.delivery_stream, "DeliveryToHttpEndpoint", config.alarms.http_freshness_seconds
+                    "Http",
+                    stream,
+                    "DeliveryToHttpEndpoint",
+                    alarms.http_freshness_seconds,
+                    backup_mode=config.http.backup_mode,
+                    dead_letters=True,
                 )
             )
-            CfnOutput(self, "IngestFunctionUrl", value=self.url.url, description="Firehose B's HTTP endpoint")
-            CfnOutput(self, "HttpDeliveryStreamName", value=self.http.delivery_stream.delivery_stream_name)
-            CfnOutput(self, "IngestAccessKeySecretArn", value=access_key.secret_arn)
-
         self.monitoring = PipelineMonitoring(
             self,
             "Monitoring",
-            config=config.alarms,
+            config=alarms,
             name=config.name,
-            stream=stream,
+            stream=self.events.stream,
             paths=paths,
             functions=functions,
         )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+
+    def _parquet(self, config: PipelineConfig, log_groups: LogGroups) -> ParquetDelivery:
+        assert self.table is not None
+        parquet = ParquetDelivery(
+            self,
+            "Parquet",
+            config=config.s3,
+            log_groups=log_groups,
+            stream=self.events.stream,
+            transform=self.transform.function,
+            bucket=self.storage.bucket,
+            key=self.storage.key,
+            table=self.table,
+        )
+        CfnOutput(self, "ParquetDeliveryStreamName", value=parquet.delivery_stream.delivery_stream_name)
+        return parquet
+
+    def _http(self, config: PipelineConfig, log_groups: LogGroups, powertools: Powertools) -> HttpIngest:
+        http = HttpIngest(
+            self,
+            "Http",
+            config=config,
+            log_groups=log_groups,
+            powertools=powertools,
+            stream=self.events.stream,
+            transform=self.transform.function,
+            bucket=self.storage.bucket,
+            key=self.storage.key,
+        )
+        CfnOutput(self, "IngestFunctionUrl", value=http.url.url, description="Firehose B's HTTP endpoint")
+        CfnOutput(self, "HttpDeliveryStreamName", value=http.delivery_stream.delivery_stream_name)
+        CfnOutput(self, "IngestAccessKeySecretArn", value=http.access_key.secret_arn)
+        return http
 
 
 def build(app: App, config: PipelineConfig) -> BxbStreamStack:

@@ -12,7 +12,7 @@ from constructs import Construct
 from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, S3PathConfig
 from bxb_stream.events.schema import glue_columns
 from bxb_stream.layout import ARCHIVE_PREFIX
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, logical_id
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
@@ -26,10 +26,13 @@ GLACIER_CLASSES = {
 
 
 def archive_lifecycle(config: S3PathConfig) -> list[s3.LifecycleRule]:
-    """Standard -> Infrequent Access -> Glacier; old versions and stray multipart uploads expire."""
+    """Under archive/ only: Standard -> Infrequent Access -> Glacier (and expiry, if set). Objects still
+    waiting under events/, late/, errors/ or http-backup/ stay in Standard, readable at once by S3Queue or
+    a redrive. Bucket-wide: old versions and stray multipart uploads expire."""
     return [
         s3.LifecycleRule(
             id="archive",
+            prefix=ARCHIVE_PREFIX,
             transitions=[
                 s3.Transition(
                     storage_class=s3.StorageClass.INFREQUENT_ACCESS,
@@ -41,9 +44,12 @@ def archive_lifecycle(config: S3PathConfig) -> list[s3.LifecycleRule]:
                 ),
             ],
             expiration=Duration.days(config.expiration_days) if config.expiration_days else None,
+        ),
+        s3.LifecycleRule(
+            id="versions-and-uploads",
             noncurrent_version_expiration=Duration.days(config.noncurrent_expiration_days),
             abort_incomplete_multipart_upload_after=Duration.days(7),
-        )
+        ),
     ]
 
 
@@ -74,7 +80,7 @@ class ArchiveStorage(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            description="bxb-stream: encrypts the Parquet archive and delivery backups",
+            description="bxb-stream: encrypts the Parquet archive, delivery backups, log groups and the access key",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -136,19 +142,34 @@ class EventsTable(Construct):
             ),
         )
         self.table.add_resource_dependency(self.database)
+        stack = Stack.of(self)
+        self.catalog_arn = stack.format_arn(service="glue", resource="catalog")
+        self.database_arn = stack.format_arn(service="glue", resource="database", resource_name=database_name)
+        self.table_arn = stack.format_arn(
+            service="glue", resource="table", resource_name=f"{database_name}/{self.table_name}"
+        )
 
 
 def clickhouse_principal(config: ClickHouseConfig) -> iam.IPrincipal:
-    """ClickHouse Cloud's role (or an account); this account when unset, so synth works out of the box."""
+    """ClickHouse Cloud's role (or an account); this account when unset, so synth works out of the box.
+
+    Another account must also present the external id or the session name (config requires one).
+    """
     if config.s3_principal.startswith("arn:"):
         principal: iam.PrincipalBase = iam.ArnPrincipal(config.s3_principal)
     elif config.s3_principal:
         principal = iam.AccountPrincipal(config.s3_principal)
     else:
         principal = iam.AccountRootPrincipal()
-    if config.s3_external_id:
-        return principal.with_conditions({"StringEquals": {"sts:ExternalId": config.s3_external_id}})
-    return principal
+    proof = {
+        condition: value
+        for condition, value in (
+            ("sts:ExternalId", config.s3_external_id),
+            ("sts:RoleSessionName", config.s3_role_session_name),
+        )
+        if value
+    }
+    return principal.with_conditions({"StringEquals": proof}) if proof else principal
 
 
 class ClickHouseReadRole(Construct):
@@ -200,7 +221,7 @@ class ClickHouseReadRole(Construct):
         acknowledge(
             self.policy,
             {
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]": (
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]": (
                     f"S3Queue reads (and moves to the archive) every Parquet object Firehose writes under "
                     f"{prefix}, or reads the archive back; object keys are generated (partitions + random "
                     "names), so a prefix is the narrowest possible scope."
@@ -208,7 +229,3 @@ class ClickHouseReadRole(Construct):
                 for prefix in (*PARQUET_PREFIXES, *archived)
             },
         )
-
-
-def _logical(bucket: s3.IBucket) -> str:
-    return Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]

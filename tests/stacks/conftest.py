@@ -21,6 +21,7 @@ if str(REPO) not in sys.path:
 CH_URL = "https://abc123.eu-west-1.aws.clickhouse.cloud:8443"
 CH_ROLE = "arn:aws:iam::111122223333:role/CH-S3-bxb-test"
 TOPIC_ARN = "arn:aws:sns:eu-west-1:111122223333:ops-alarms"
+CH_SESSION = "bxb-shared-session-secret"
 
 
 @dataclass
@@ -82,6 +83,8 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Synth:
             "bxb:stream.mode": "provisioned",
             "bxb:stream.shard_count": "4",  # -c style string
             "bxb:stream.retention_hours": 48,
+            "bxb:transform_reserved_concurrency": 50,
+            "bxb:http.ingest_max_concurrency": "5",
             "bxb:alarms.email": "oncall@example.com",
             "bxb:http.backup_mode": "all",
             "bxb:rules.hooks": "bxb_stream.transform.example_hooks:customer_tier",
@@ -106,5 +109,23 @@ def http_only(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.fixture(scope="session")
-def variants(full: Synth, shipped: Synth, http_only: Synth) -> dict[str, Synth]:
-    return {"full": full, "shipped": shipped, "http_only": http_only}
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Both paths with the optional hardening off and Powertools bundled (the LocalStack shape)."""
+    return synth(
+        tmp_path_factory.mktemp("plain"),
+        {
+            "bxb:delivery": "both",
+            "bxb:clickhouse.url": CH_URL,
+            "bxb:clickhouse.s3_principal": CH_ROLE,
+            "bxb:clickhouse.s3_role_session_name": CH_SESSION,
+            "bxb:powertools": "bundle",
+            "bxb:encrypt_with_stack_key": "false",
+            "bxb:transform_reserved_concurrency": "0",
+            "bxb:http.ingest_max_concurrency": 0,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def variants(full: Synth, shipped: Synth, http_only: Synth, plain: Synth) -> dict[str, Synth]:
+    return {"full": full, "shipped": shipped, "http_only": http_only, "plain": plain}

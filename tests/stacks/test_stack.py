@@ -20,6 +20,8 @@ from bxb_stream.layout import ARCHIVE_PREFIX
 
 from .conftest import CH_ROLE, CH_URL, TOPIC_ARN, Synth
 
+VARIANTS = ["full", "shipped", "http_only", "plain"]
+
 
 def getatt(logical_id: str, attr: str = "Arn") -> dict[str, Any]:
     return {"Fn::GetAtt": [logical_id, attr]}
@@ -91,13 +93,16 @@ def test_archive_bucket_is_private_kms_versioned_and_logged(full: Synth) -> None
     )
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": log_id}
-    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
-    assert rule["Transitions"] == [
+    archive, versions = bucket["LifecycleConfiguration"]["Rules"]
+    assert archive["Prefix"] == ARCHIVE_PREFIX
+    assert archive["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": 30},
         {"StorageClass": "GLACIER_IR", "TransitionInDays": 90},
     ]
-    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
-    assert "ExpirationInDays" not in rule  # the archive is the long-term copy
+    assert "ExpirationInDays" not in archive  # the archive is the long-term copy
+    assert "Prefix" not in versions and "Transitions" not in versions
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert versions["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
 
 
 def test_log_bucket_uses_sse_s3_and_both_buckets_deny_plain_http(full: Synth) -> None:
@@ -185,10 +190,10 @@ def http_config(synth: Synth) -> dict[str, Any]:
 
 def test_http_path_delivers_gzip_to_the_function_url_with_a_secret_key(full: Synth) -> None:
     config = http_config(full)
-    url_id = full.stack.get_logical_id(full.stack.url.node.default_child)
+    url_id = full.stack.get_logical_id(full.stack.http.url.node.default_child)
     assert config["EndpointConfiguration"]["Url"] == getatt(url_id, "FunctionUrl")
     assert "AccessKey" not in config["EndpointConfiguration"]  # never in the template
-    secret_id = full.logical_id(full.stack.node.find_child("IngestAccessKey"))
+    secret_id = full.logical_id(full.stack.http.access_key)
     assert config["SecretsManagerConfiguration"]["Enabled"] is True
     assert config["SecretsManagerConfiguration"]["SecretARN"] == {"Ref": secret_id}
     assert config["RequestConfiguration"] == {"ContentEncoding": "GZIP"}
@@ -249,23 +254,23 @@ def test_transform_function(full: Synth) -> None:
 
 
 def test_ingest_function_and_url(full: Synth) -> None:
-    props = function_props(full, full.stack.ingest)
+    props = function_props(full, full.stack.http.ingest)
     assert props["Handler"] == "lambdas/ingest/handler.handler"
     assert props["Runtime"] == "python3.12" and props["Architectures"] == ["arm64"]
     env = props["Environment"]["Variables"]
     assert env["BXB_CLICKHOUSE_URL"] == CH_URL
     assert env["BXB_CLICKHOUSE_DATABASE"] == "bxb"
     assert env["BXB_ORGANIZATION_ID"] == full.config.rules.organization_id
-    assert env["BXB_ACCESS_KEY_SECRET_ARN"] == {"Ref": full.logical_id(full.stack.node.find_child("IngestAccessKey"))}
+    assert env["BXB_ACCESS_KEY_SECRET_ARN"] == {"Ref": full.logical_id(full.stack.http.access_key)}
     assert ":secret:bxb/clickhouse" in json.dumps(env["BXB_CLICKHOUSE_SECRET_ARN"])
     assert full.one("AWS::Lambda::Url")["AuthType"] == "NONE"
     # The function may read exactly the two secrets.
-    role_policy = full.logical_id(full.stack.ingest.role.node.find_child("DefaultPolicy"))
+    role_policy = full.logical_id(full.stack.http.ingest.role.node.find_child("DefaultPolicy"))
     (read,) = [
         s for pid, s in statements(full) if pid == role_policy and "secretsmanager:GetSecretValue" in s["Action"]
     ]
     rendered = json.dumps(read["Resource"])
-    assert ":secret:bxb/clickhouse-??????" in rendered and "IngestAccessKey" in rendered
+    assert ":secret:bxb/clickhouse-??????" in rendered and full.logical_id(full.stack.http.access_key) in rendered
 
 
 def test_functions_use_their_own_roles_without_managed_policies(full: Synth) -> None:
@@ -325,7 +330,7 @@ def test_clickhouse_role_reads_and_moves_only_parquet_prefixes(full: Synth) -> N
 # --- IAM, secrets, environment ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["full", "shipped", "http_only"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_no_star_resources_where_an_arn_exists(variants: dict[str, Synth], variant: str) -> None:
     synth = variants[variant]
     star = [(pid, s["Action"]) for pid, s in statements(synth) if "*" in as_list(s["Resource"])]
@@ -335,7 +340,7 @@ def test_no_star_resources_where_an_arn_exists(variants: dict[str, Synth], varia
         assert statement["Effect"] == "Allow" and "*" not in as_list(statement["Action"])
 
 
-@pytest.mark.parametrize("variant", ["full", "shipped", "http_only"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_no_secret_values_or_lookups(variants: dict[str, Synth], variant: str) -> None:
     synth = variants[variant]
     rendered = json.dumps(synth.template)
@@ -370,6 +375,11 @@ def test_alarms_cover_stream_paths_functions_and_rejections(full: Synth) -> None
             ("AWS/Firehose", "DeliveryToHttpEndpoint.Success"),
             ("AWS/Firehose", "ExecuteProcessing.Success"),
             ("AWS/Firehose", "ExecuteProcessing.Success"),
+            # Where an event can stop short of billing (issue 12: nothing silently unbilled).
+            ("AWS/Firehose", "FailedConversion.Records"),
+            ("AWS/Firehose", "PartitionCountExceeded"),
+            ("AWS/Firehose", "BackupToS3.Success"),
+            ("bxb-stream", "RowsDeadLettered"),
             ("AWS/Lambda", "Errors"),
             ("AWS/Lambda", "Errors"),
             ("AWS/Lambda", "Throttles"),
@@ -399,6 +409,72 @@ def test_alarms_cover_stream_paths_functions_and_rejections(full: Synth) -> None
         {"MetricName": "DeliveryToHttpEndpoint.Success", "Threshold": 1, "ComparisonOperator": "LessThanThreshold"},
     )
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def alarms_on(synth: Synth, metric: str) -> list[dict[str, Any]]:
+    return [
+        a["Properties"]
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == metric
+    ]
+
+
+def test_every_place_an_event_stops_short_of_billing_has_an_alarm(full: Synth, http_only: Synth) -> None:
+    parquet = {"Name": "DeliveryStreamName", "Value": {"Ref": full.logical_id(full.stack.parquet.delivery_stream)}}
+    # Parquet conversion failures and the partition limit send records to errors/.
+    (conversion,) = alarms_on(full, "FailedConversion.Records")
+    assert (conversion["Dimensions"], conversion["Statistic"], conversion["Threshold"]) == ([parquet], "Sum", 1)
+    (partitions,) = alarms_on(full, "PartitionCountExceeded")
+    assert (partitions["Dimensions"], partitions["Statistic"], partitions["Threshold"]) == ([parquet], "Maximum", 1)
+    # The ingest function's dead letters (its EMF metric, service=ingest).
+    (dead,) = alarms_on(full, "RowsDeadLettered")
+    assert (dead["Namespace"], dead["Dimensions"], dead["Statistic"]) == (
+        "bxb-stream",
+        [{"Name": "service", "Value": "ingest"}],
+        "Sum",
+    )
+    # The HTTP path's S3 backup: with backup_mode failed, every backed-up record gave up on the endpoint.
+    http = {"Name": "DeliveryStreamName", "Value": {"Ref": http_only.logical_id(http_only.stack.http.delivery_stream)}}
+    (backed_up,) = alarms_on(http_only, "BackupToS3.Records")
+    assert (backed_up["Dimensions"], backed_up["Statistic"], backed_up["Threshold"]) == ([http], "Sum", 1)
+    assert backed_up["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # With backup_mode all every record is backed up: the count says nothing, DeliveryToHttpEndpoint.Success does.
+    assert alarms_on(full, "BackupToS3.Records") == []
+    for synth in (full, http_only):
+        (backup,) = alarms_on(synth, "BackupToS3.Success")
+        assert (backup["ComparisonOperator"], backup["Threshold"]) == ("LessThanThreshold", 1)
+    # Existing: records the transform answered ProcessingFailed, and failed transform invocations per path.
+    assert len(alarms_on(full, "RecordsProcessingFailed")) == 1
+    assert len(alarms_on(full, "ExecuteProcessing.Success")) == 2
+    # Metrics that are going away or do not mean a loss are not alarmed.
+    assert alarms_on(full, "RowsLate") == [] and alarms_on(full, "RecordsLate") == []
+
+
+def test_shortfall_thresholds_come_from_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from .conftest import synth
+
+    got = synth(
+        tmp_path_factory.mktemp("thresholds"),
+        {
+            "bxb:delivery": "both",
+            "bxb:clickhouse.url": CH_URL,
+            "bxb:alarms.dead_letter_rows": 10,
+            "bxb:alarms.http_backup_records": "20",
+            "bxb:alarms.failed_conversion_records": 30,
+        },
+    )
+    assert [a["Threshold"] for a in alarms_on(got, "RowsDeadLettered")] == [10]
+    assert [a["Threshold"] for a in alarms_on(got, "BackupToS3.Records")] == [20]
+    assert [a["Threshold"] for a in alarms_on(got, "FailedConversion.Records")] == [30]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dashboard_shows_every_alarm_and_its_metric(variants: dict[str, Synth], variant: str) -> None:
+    synth = variants[variant]
+    body = json.dumps(synth.one("AWS::CloudWatch::Dashboard")["DashboardBody"])
+    for logical_id, alarm in synth.resources("AWS::CloudWatch::Alarm").items():
+        assert logical_id in body  # the alarm status widget
+        assert json.dumps(alarm["Properties"]["MetricName"])[1:-1] in body  # and a graph of its metric
 
 
 def test_alarms_notify_an_encrypted_topic_with_email(full: Synth) -> None:
