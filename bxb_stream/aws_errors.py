@@ -142,8 +142,11 @@ def _connection_failure(exc: BaseException, where: str) -> CallFailure:
 
 
 def _where(exc: BaseException) -> str:
+    """The endpoint a call went to, as scheme://host[:port] (botocore gives the whole request URL)."""
     kwargs = getattr(exc, "kwargs", {}) or {}
-    return str(kwargs.get("endpoint_url") or "the endpoint").rstrip("/")
+    url = str(kwargs.get("endpoint_url") or "")
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url or "the endpoint"
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -59,8 +59,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return exc.exit_code if isinstance(exc, UserError) else 2
 
 
-def _prog(args: object) -> str:
-    return f"bxb-stream {getattr(args, 'command', '')}".rstrip()
+def _prog(args: argparse.Namespace) -> str:
+    """``bxb-stream <command> [<action>]``, as typed (an action is the ``<command>_command`` value)."""
+    command = getattr(args, "command", "") or ""
+    action = getattr(args, f"{command}_command", "") or ""
+    return " ".join(part for part in ("bxb-stream", command, action) if part)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import difflib
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 _RST_LITERAL = re.compile(r"``([^`]+)``")
@@ -30,6 +31,15 @@ SHARED_HELP: dict[str, str] = {
     "invalid_share": "fraction of synthetic events that break a schema rule (0-1)",
     "late_share": "fraction of synthetic events older than the allowed lateness (0-1)",
 }
+
+
+def utc_time(text: str) -> datetime:
+    """An argparse type: ISO-8601; a time without an offset means UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def plain(text: str | None) -> str | None:

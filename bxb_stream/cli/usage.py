@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-
-def _utc(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value  # naive input means UTC
+from bxb_stream.cli._parser import utc_time
 
 
 def register(subparsers: Any) -> None:
@@ -30,9 +23,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--customer", required=True, help="external_customer_id")
     parser.add_argument("--code", required=True, help="billable metric code")
     parser.add_argument(
-        "--from", dest="start", type=_utc, required=True, help="ISO-8601, on an hour (UTC if no offset)"
+        "--from", dest="start", type=utc_time, required=True, help="ISO-8601, on an hour (UTC if no offset)"
     )
-    parser.add_argument("--to", dest="end", type=_utc, required=True, help="ISO-8601, exclusive, on an hour")
+    parser.add_argument("--to", dest="end", type=utc_time, required=True, help="ISO-8601, exclusive, on an hour")
     parser.add_argument("--raw", action="store_true", help="compute from events_raw FINAL instead of usage_hourly")
     parser.set_defaults(func=_run)
 

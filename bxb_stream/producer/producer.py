@@ -156,7 +156,9 @@ def make_client(
         read_timeout=30,
         tcp_keepalive=True,
     )
-    return boto3.client(
+    # A session of its own: boto3's default one caches the credentials it resolved first.
+    session = boto3.session.Session()
+    return session.client(
         "kinesis", endpoint_url=kinesis_endpoint(endpoint_url), region_name=region, config=config, **(credentials or {})
     )
 
