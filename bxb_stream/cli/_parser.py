@@ -63,28 +63,10 @@ class Parser(argparse.ArgumentParser):
         return action
 
     def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
-        group = super().add_argument_group(*args, **kwargs)
-        original = group.add_argument
-
-        def add_argument(*a: Any, **kw: Any) -> argparse.Action:
-            action = original(*a, **kw)
-            _fill_help(action)
-            return action
-
-        group.add_argument = add_argument  # type: ignore[method-assign]
-        return group
+        return _filling_help(super().add_argument_group(*args, **kwargs))
 
     def add_mutually_exclusive_group(self, **kwargs: Any) -> Any:
-        group = super().add_mutually_exclusive_group(**kwargs)
-        original = group.add_argument
-
-        def add_argument(*a: Any, **kw: Any) -> argparse.Action:
-            action = original(*a, **kw)
-            _fill_help(action)
-            return action
-
-        group.add_argument = add_argument  # type: ignore[method-assign]
-        return group
+        return _filling_help(super().add_mutually_exclusive_group(**kwargs))
 
     def add_subparsers(self, **kwargs: Any) -> Any:
         kwargs.setdefault("parser_class", type(self))
@@ -129,6 +111,19 @@ class _Formatter(argparse.HelpFormatter):
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
         return "\n\n".join(super(_Formatter, self)._fill_text(p, width, indent) for p in paragraphs)
+
+
+def _filling_help(group: Any) -> Any:
+    """``group`` (of options), its ``add_argument`` filling help as the parser's does."""
+    add = group.add_argument
+
+    def add_argument(*args: Any, **kwargs: Any) -> argparse.Action:
+        action = add(*args, **kwargs)
+        _fill_help(action)
+        return action
+
+    group.add_argument = add_argument
+    return group
 
 
 def _fill_help(action: argparse.Action) -> None:
