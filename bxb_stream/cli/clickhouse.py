@@ -13,14 +13,17 @@ import json
 import sys
 from typing import Any
 
-from bxb_stream.config import ConfigError
-
-SETTING_FLAGS = ("bucket_url", "database", "role_arn", "named_collection")
+SETTING_FLAGS = {
+    "bucket_url": "the archive bucket's URL, https://BUCKET.s3.REGION.amazonaws.com (BXB_CLICKHOUSE_BUCKET_URL)",
+    "database": "database for the tables (default bxb; BXB_CLICKHOUSE_DATABASE)",
+    "role_arn": "IAM role ClickHouse assumes to read the bucket (BXB_CLICKHOUSE_ROLE_ARN)",
+    "named_collection": "named collection holding S3 keys, instead of a role (BXB_CLICKHOUSE_NAMED_COLLECTION)",
+}
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    for name in SETTING_FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
+    for name, text in SETTING_FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=text)
 
 
 def settings_from(args: argparse.Namespace) -> Any:
@@ -44,24 +47,19 @@ def register(subparsers: Any) -> None:
     apply.set_defaults(func=_apply)
 
     conflicts = sub.add_parser("conflicts", help="list transaction_ids stored with different payloads")
-    conflicts.add_argument("--url", required=True)
-    conflicts.add_argument("--database", default="bxb")
-    conflicts.add_argument("--organization-id", default=None)
+    conflicts.add_argument("--url", required=True, help="http(s)://user:pass@host:port, chdb:///path or embedded")
+    conflicts.add_argument("--database", default="bxb", help="database of the tables (default bxb)")
+    conflicts.add_argument("--organization-id", default=None, help="only this organization (default all)")
     conflicts.set_defaults(func=_conflicts)
 
 
-def _fail(message: str) -> int:
-    print(f"bxb-stream clickhouse: {message}", file=sys.stderr)
-    return 2
+# Errors (bad settings, a bad --url, ClickHouse unreachable) reach bxb_stream.cli.main, which prints one line.
 
 
 def _ddl(args: argparse.Namespace) -> int:
     from bxb_stream.clickhouse.ddl import render_sql
 
-    try:
-        sys.stdout.write(render_sql(settings_from(args)))
-    except ConfigError as exc:
-        return _fail(str(exc))
+    sys.stdout.write(render_sql(settings_from(args)))
     return 0
 
 
@@ -69,14 +67,11 @@ def _apply(args: argparse.Namespace) -> int:
     from bxb_stream.clickhouse import client as ch_client
     from bxb_stream.clickhouse import migrations
 
-    try:
-        settings = settings_from(args)
-        client = ch_client.connect(args.url)
-        if args.named_collection_from_env:
-            migrations.ensure_named_collection_from_env(client, settings)
-        result = migrations.apply(client, settings)
-    except (ConfigError, ch_client.ClientUrlError, migrations.MigrationError) as exc:
-        return _fail(str(exc))
+    settings = settings_from(args)
+    client = ch_client.connect(args.url)
+    if args.named_collection_from_env:
+        migrations.ensure_named_collection_from_env(client, settings)
+    result = migrations.apply(client, settings)
     target = f"{ch_client.redact(args.url)} database {settings.database}"
     for m in result.applied:
         print(f"applied {m.version:04d} {m.name}")
@@ -91,10 +86,7 @@ def _conflicts(args: argparse.Namespace) -> int:
     from bxb_stream.clickhouse import client as ch_client
     from bxb_stream.clickhouse.usage import transaction_id_conflicts
 
-    try:
-        client = ch_client.connect(args.url)
-    except ch_client.ClientUrlError as exc:
-        return _fail(str(exc))
+    client = ch_client.connect(args.url)
     found = transaction_id_conflicts(client, args.database, args.organization_id)
     for c in found:
         print(json.dumps(c.__dict__))

@@ -1,15 +1,51 @@
-"""``bxb-stream plan``: shards, monthly cost and latency of the pipeline for a workload."""
+"""``bxb-stream plan``: shards, monthly cost and latency of the pipeline for a workload.
+
+Deployable settings (delivery paths, buffers, Lambda memory, the archive's lifecycle) default to
+what the CDK app deploys: its defaults, or the cdk.json given with --config. The suggested
+cdk.json context is checked against the app's config before it is shown, never sets an archive
+expiry unless --expiration-days asks for one, and for the HTTP path includes ClickHouse's URL.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+from pathlib import Path
 
-from bxb_stream.plan.errors import PlanError
-from bxb_stream.plan.model import DEFAULT_INGEST_RPS, DEFAULT_TRANSFORM_RPS, Pipeline, Workload
+from bxb_stream.cli._failures import UserError
+from bxb_stream.deployment import PipelineConfig
+from bxb_stream.plan.model import (
+    DEFAULT_INGEST_RPS,
+    DEFAULT_TRANSFORM_RPS,
+    DEPLOYED,
+    GLACIER_CLASSES,
+    Pipeline,
+    Workload,
+    paths_of,
+)
 from bxb_stream.plan.prices import DEFAULT_REGION, load_prices
 from bxb_stream.plan.render import make_report, render_table
+
+# Pipeline settings that have a flag; their defaults come from the config (cdk.json or the app's).
+PIPELINE_FLAGS = (
+    "processor_buffer_seconds",
+    "processor_buffer_mib",
+    "s3_buffer_seconds",
+    "s3_buffer_mib",
+    "http_buffer_seconds",
+    "http_buffer_mib",
+    "s3queue_poll_min_ms",
+    "s3queue_poll_max_ms",
+    "s3queue_poll_backoff_ms",
+    "parquet_ratio",
+    "archive_days",
+    "expiration_days",
+    "glacier_class",
+    "transform_rps",
+    "ingest_rps",
+    "transform_memory_mb",
+    "ingest_memory_mb",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,10 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         epilog=(
             "Benchmark defaults: --transform-rps comes from bench/transform.py and --ingest-rps from "
-            "bench/http_ingest.py; pass your own measurements. Prices are list prices from a JSON sheet "
+            "bench/http_ingest.py, measured at 1024 MB and scaled to the Lambda memory; pass your own "
+            "measurements. Prices are list prices from a JSON sheet "
             "(bxb_stream/plan/prices/REGION.json) with each price's source and date; --prices overrides it."
         ),
     )
+    d, c = Pipeline(), DEPLOYED
     w = p.add_argument_group("workload")
     w.add_argument("--events-per-sec", type=float, required=True, metavar="R", help="average events per second")
     w.add_argument(
@@ -48,20 +86,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     w.add_argument("--aggregate-bytes", type=int, default=51_200, help="aggregated record size (default 51200)")
     w.add_argument("--producers", type=int, default=1, help="producer processes sharing the rate (default 1)")
-    w.add_argument("--paths", default="s3,http", help="delivery paths: s3, http or s3,http (default both)")
-    w.add_argument("--retention-hours", type=int, default=24, metavar="H", help="stream retention (default 24)")
 
-    b = p.add_argument_group("pipeline")
-    d = Pipeline()
-    b.add_argument("--processor-buffer-seconds", type=int, default=d.processor_buffer_seconds)
-    b.add_argument("--processor-buffer-mib", type=float, default=d.processor_buffer_mib)
-    b.add_argument("--s3-buffer-seconds", type=int, default=d.s3_buffer_seconds)
-    b.add_argument("--s3-buffer-mib", type=float, default=d.s3_buffer_mib, help="64-128 with Parquet conversion")
-    b.add_argument("--http-buffer-seconds", type=int, default=d.http_buffer_seconds)
-    b.add_argument("--http-buffer-mib", type=float, default=d.http_buffer_mib)
-    b.add_argument("--s3queue-poll-min-ms", type=int, default=d.s3queue_poll_min_ms)
-    b.add_argument("--s3queue-poll-max-ms", type=int, default=d.s3queue_poll_max_ms)
-    b.add_argument("--s3queue-poll-backoff-ms", type=int, default=d.s3queue_poll_backoff_ms)
+    b = p.add_argument_group("pipeline (defaults: the cdk.json given with --config, else the CDK app's defaults)")
+    b.add_argument(
+        "--config", type=Path, metavar="CDK_JSON", help="read the deployable settings from this cdk.json's context"
+    )
+    b.add_argument(
+        "--paths",
+        help=f"delivery paths: s3, http or s3,http (default: bxb:delivery, {c.delivery})",
+    )
+    b.add_argument(
+        "--clickhouse-url",
+        metavar="URL",
+        help="ClickHouse's https:// URL; the suggested context needs it for the HTTP path (bxb:clickhouse.url)",
+    )
+    b.add_argument(
+        "--retention-hours",
+        type=int,
+        metavar="H",
+        help=f"stream retention (default: bxb:stream.retention_hours, {c.stream.retention_hours})",
+    )
+    b.add_argument(
+        "--processor-buffer-seconds", type=int, help=f"transform buffer interval (default {d.processor_buffer_seconds})"
+    )
+    b.add_argument(
+        "--processor-buffer-mib", type=float, help=f"transform buffer size (default {d.processor_buffer_mib})"
+    )
+    b.add_argument("--s3-buffer-seconds", type=int, help=f"S3 path buffer interval (default {d.s3_buffer_seconds})")
+    b.add_argument(
+        "--s3-buffer-mib", type=float, help=f"S3 path buffer size, 64-128 with Parquet (default {d.s3_buffer_mib})"
+    )
+    b.add_argument(
+        "--http-buffer-seconds", type=int, help=f"HTTP path buffer interval (default {d.http_buffer_seconds})"
+    )
+    b.add_argument("--http-buffer-mib", type=float, help=f"HTTP path buffer size (default {d.http_buffer_mib})")
+    b.add_argument(
+        "--s3queue-poll-min-ms", type=int, help=f"S3Queue's shortest polling interval (default {d.s3queue_poll_min_ms})"
+    )
+    b.add_argument(
+        "--s3queue-poll-max-ms", type=int, help=f"S3Queue's longest polling interval (default {d.s3queue_poll_max_ms})"
+    )
+    b.add_argument(
+        "--s3queue-poll-backoff-ms",
+        type=int,
+        help=f"S3Queue's polling backoff step (default {d.s3queue_poll_backoff_ms})",
+    )
     b.add_argument(
         "--partitions",
         type=int,
@@ -71,70 +140,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--parquet-ratio",
         type=float,
-        default=d.parquet_ratio,
-        help="Parquet bytes per raw JSON byte (default 0.15, an assumption; measure yours)",
+        help=f"Parquet bytes per raw JSON byte (default {d.parquet_ratio}, an assumption; measure yours)",
     )
-    b.add_argument("--archive-days", type=int, default=d.archive_days, help="days the Parquet archive is kept")
-    b.add_argument("--glacier-class", choices=("instant", "flexible"), default=d.glacier_class)
+    b.add_argument(
+        "--archive-days",
+        type=int,
+        help=f"days of data the Parquet archive holds when its storage is costed (default {d.archive_days}); "
+        "not an expiry",
+    )
+    b.add_argument(
+        "--expiration-days",
+        type=int,
+        metavar="DAYS",
+        help="expire the billing archive after DAYS and suggest it (default: bxb:s3.expiration_days, "
+        f"{c.s3.expiration_days} = never)",
+    )
+    b.add_argument(
+        "--glacier-class",
+        choices=GLACIER_CLASSES,
+        help=f"Glacier storage class of old Parquet (default {d.glacier_class}: bxb:s3.glacier_storage_class)",
+    )
     b.add_argument(
         "--transform-rps",
         type=float,
-        default=DEFAULT_TRANSFORM_RPS,
-        help="transform records/s per second of Lambda duration (default from bench/transform.py)",
+        help=f"transform records/s per second of Lambda duration at 1024 MB (default {DEFAULT_TRANSFORM_RPS:,})",
     )
     b.add_argument(
         "--ingest-rps",
         type=float,
-        default=DEFAULT_INGEST_RPS,
-        help="ingest rows/s per second of Lambda duration (default from bench/http_ingest.py)",
+        help=f"ingest rows/s per second of Lambda duration at 1024 MB (default {DEFAULT_INGEST_RPS:,})",
     )
-    b.add_argument("--transform-memory-mb", type=int, default=d.transform_memory_mb)
-    b.add_argument("--ingest-memory-mb", type=int, default=d.ingest_memory_mb)
+    b.add_argument("--transform-memory-mb", type=int, help=f"transform Lambda memory (default {d.transform_memory_mb})")
+    b.add_argument("--ingest-memory-mb", type=int, help=f"ingest Lambda memory (default {d.ingest_memory_mb})")
 
     o = p.add_argument_group("prices and output")
     o.add_argument("--region", default=None, help=f"price sheet region (default {DEFAULT_REGION})")
     o.add_argument("--prices", default=None, metavar="FILE", help="price sheet JSON overriding the bundled one")
-    o.add_argument("--format", choices=("table", "json"), default="table")
+    o.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        workload = Workload(
-            events_per_sec=args.events_per_sec,
-            avg_bytes=args.avg_bytes,
-            peak_factor=args.peak_factor,
-            headroom=args.headroom,
-            aggregate=args.aggregate,
-            aggregate_bytes=args.aggregate_bytes,
-            producers=args.producers,
-            paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()),
-            retention_hours=args.retention_hours,
-        )
-        pipeline = Pipeline(
-            processor_buffer_seconds=args.processor_buffer_seconds,
-            processor_buffer_mib=args.processor_buffer_mib,
-            s3_buffer_seconds=args.s3_buffer_seconds,
-            s3_buffer_mib=args.s3_buffer_mib,
-            http_buffer_seconds=args.http_buffer_seconds,
-            http_buffer_mib=args.http_buffer_mib,
-            s3queue_poll_min_ms=args.s3queue_poll_min_ms,
-            s3queue_poll_max_ms=args.s3queue_poll_max_ms,
-            s3queue_poll_backoff_ms=args.s3queue_poll_backoff_ms,
-            active_partitions=args.partitions,
-            parquet_ratio=args.parquet_ratio,
-            archive_days=args.archive_days,
-            glacier_class=args.glacier_class,
-            transform_rps=args.transform_rps,
-            ingest_rps=args.ingest_rps,
-            transform_memory_mb=args.transform_memory_mb,
-            ingest_memory_mb=args.ingest_memory_mb,
-        )
-        prices = load_prices(region=args.region, path=args.prices)
-        report = make_report(workload, pipeline, prices)
-    except PlanError as exc:
-        print(f"bxb-stream plan: error: {exc}", file=sys.stderr)
-        return 2
+    base = _base_config(args.config)
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip()) if args.paths else paths_of(base.delivery)
+    workload = Workload(
+        events_per_sec=args.events_per_sec,
+        avg_bytes=args.avg_bytes,
+        peak_factor=args.peak_factor,
+        headroom=args.headroom,
+        aggregate=args.aggregate,
+        aggregate_bytes=args.aggregate_bytes,
+        producers=args.producers,
+        paths=paths,
+        retention_hours=args.retention_hours or base.stream.retention_hours,
+    )
+    pipeline = Pipeline.from_config(
+        base, active_partitions=args.partitions, **{name: getattr(args, name) for name in PIPELINE_FLAGS}
+    )
+    prices = load_prices(region=args.region, path=args.prices)
+    report = make_report(workload, pipeline, prices, base, clickhouse_url=args.clickhouse_url or "")
     if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
@@ -142,3 +206,13 @@ def run(args: argparse.Namespace) -> int:
 
         render_table(report, Console(width=140))
     return 0
+
+
+def _base_config(path: Path | None) -> PipelineConfig:
+    """The config the plan starts from: a cdk.json's (as ``cdk synth`` reads it), else the app's defaults."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        return PipelineConfig.from_cdk_json(path)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--config {path}: not JSON ({exc})") from None

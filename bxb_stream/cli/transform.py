@@ -30,9 +30,11 @@ def register(subparsers: Any) -> None:
     source.add_argument("--file", help="JSON Lines file of events, or - for stdin")
     source.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic events")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--organization-id", default="org_demo")
+    p.add_argument("--organization-id", default="org_demo", help="this deployment's organization (default org_demo)")
     p.add_argument("--hooks", default="", help="module:function entries, comma separated")
-    p.add_argument("--buffer-bytes", type=int, default=1024 * 1024, help="processor buffer hint per invocation")
+    p.add_argument(
+        "--buffer-bytes", type=int, default=1024 * 1024, help="processor buffer hint per invocation (default 1 MiB)"
+    )
     p.add_argument("--output", help="write the Ok lines (newline-delimited JSON) here")
     p.set_defaults(func=run)
 

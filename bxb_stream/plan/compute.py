@@ -6,10 +6,10 @@ Costs use the average rate; capacity (shards) uses the peak rate plus headroom.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 
-from bxb_stream.plan.model import GIB, HOURS_PER_MONTH, KIB, MIB, SECONDS_PER_MONTH, Pipeline, Workload
+from bxb_stream.plan.model import GIB, HOURS_PER_MONTH, KIB, MIB, SECONDS_PER_MONTH, Pipeline, Workload, rps_at
 from bxb_stream.plan.prices import PriceSheet
 
 SHARD_WRITE_BYTES = MIB
@@ -351,7 +351,7 @@ def lambda_usage(workload: Workload, pipeline: Pipeline) -> tuple[LambdaUse, ...
                 f"transform ({path})",
                 workload.events_per_sec,
                 per_invoke,
-                pipeline.transform_rps,
+                rps_at(pipeline.transform_rps, pipeline.transform_memory_mb),
                 pipeline.transform_memory_mb,
                 pipeline.lambda_overhead_ms,
             )
@@ -365,7 +365,7 @@ def lambda_usage(workload: Workload, pipeline: Pipeline) -> tuple[LambdaUse, ...
                 "ingest (http)",
                 workload.events_per_sec,
                 per_post,
-                pipeline.ingest_rps,
+                rps_at(pipeline.ingest_rps, pipeline.ingest_memory_mb),
                 pipeline.ingest_memory_mb,
                 pipeline.lambda_overhead_ms,
             )
@@ -405,15 +405,28 @@ def plan_lambda(uses: tuple[LambdaUse, ...], prices: PriceSheet) -> Section:
 # --- S3 --------------------------------------------------------------------------------------------------
 
 
+def archive_daily_gb(workload: Workload, pipeline: Pipeline) -> float:
+    """Parquet GB the archive gains each day."""
+    return workload.bytes_per_sec * pipeline.parquet_ratio * 86_400 / GIB
+
+
+def archive_held_days(pipeline: Pipeline) -> int:
+    """Days of data the costed archive holds: the horizon, or less if objects expire sooner."""
+    if pipeline.expiration_days:
+        return min(pipeline.archive_days, pipeline.expiration_days)
+    return pipeline.archive_days
+
+
 def plan_s3(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Section:
     if "s3" not in workload.paths:
         return Section("s3", ())
-    daily_gb = workload.bytes_per_sec * pipeline.parquet_ratio * 86_400 / GIB
-    days = pipeline.archive_days
-    # Steady state under the lifecycle: Standard for 30 days, Standard-IA until day 90, then Glacier.
-    standard_days = min(days, 30)
-    ia_days = max(0, min(days, 90) - 30)
-    glacier_days = max(0, days - 90)
+    daily_gb = archive_daily_gb(workload, pipeline)
+    days = archive_held_days(pipeline)
+    # The archive holding ``days`` days of data under the lifecycle: Standard until
+    # infrequent_access_days, Standard-IA until glacier_days, then Glacier.
+    standard_days = min(days, pipeline.infrequent_access_days)
+    ia_days = max(0, min(days, pipeline.glacier_days) - pipeline.infrequent_access_days)
+    glacier_days = max(0, days - pipeline.glacier_days)
     glacier_key = f"s3.glacier_{pipeline.glacier_class}_gb_month"
     objects = s3_objects_per_sec(workload, pipeline) * SECONDS_PER_MONTH
     lines = [
@@ -522,7 +535,7 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
         pipeline.processor_buffer_mib,
         pipeline.processor_buffer_seconds,
     )
-    transform_s = per_invoke / pipeline.transform_rps + linger / 1000
+    transform_s = per_invoke / rps_at(pipeline.transform_rps, pipeline.transform_memory_mb) + linger / 1000
     transform = Stage("transform Lambda", transform_s, transform_s, f"{per_invoke:,.0f} events per invocation")
     result = []
     if "s3" in workload.paths:
@@ -553,7 +566,7 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
         per_post = _invocation(
             workload.events_per_sec, workload.bytes_per_sec, pipeline.http_buffer_mib, pipeline.http_buffer_seconds
         )
-        ingest_s = per_post / pipeline.ingest_rps + linger / 1000
+        ingest_s = per_post / rps_at(pipeline.ingest_rps, pipeline.ingest_memory_mb) + linger / 1000
         stages = (
             *common,
             processor,
@@ -580,6 +593,12 @@ def plan(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Plan:
         )
     if "http" in workload.paths and pipeline.http_buffer_mib > 6:
         notes.append("HTTP buffer above 6 MiB may exceed the ingest Lambda's request payload limit unless gzipped.")
+    if "s3" in workload.paths and not pipeline.expiration_days:
+        notes.append(
+            f"The billing archive is never expired (bxb:s3.expiration_days 0): S3 is costed as it stands after "
+            f"{pipeline.archive_days} days of data (--archive-days), and grows by "
+            f"{archive_daily_gb(workload, pipeline):,.1f} GB of Parquet a day after that."
+        )
     return Plan(
         workload=workload,
         pipeline=pipeline,
@@ -591,12 +610,4 @@ def plan(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Plan:
         s3=plan_s3(workload, pipeline, prices),
         latency=plan_latency(workload, pipeline, kinesis),
         notes=tuple(notes),
-    )
-
-
-def aggregation_effect(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> tuple[Plan, Plan]:
-    """The plan without and with KPL aggregation, to show what aggregation saves."""
-    return (
-        plan(replace(workload, aggregate=False), pipeline, prices),
-        plan(replace(workload, aggregate=True), pipeline, prices),
     )

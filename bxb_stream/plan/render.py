@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bxb_stream.plan.cdk import cdk_context
+from bxb_stream.deployment import PipelineConfig
+from bxb_stream.plan.cdk import NoSuggestion, cdk_context
 from bxb_stream.plan.compute import Plan, Section, plan
 from bxb_stream.plan.model import Pipeline, Workload
 from bxb_stream.plan.prices import PriceSheet
@@ -23,12 +24,27 @@ def load_schema() -> dict[str, Any]:
     return json.loads((resources.files("bxb_stream.plan") / "plan.schema.json").read_text(encoding="utf-8"))
 
 
-def make_report(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> dict[str, Any]:
-    """The plan for ``workload`` plus the same plan with aggregation flipped, as one JSON-ready dict."""
+def make_report(
+    workload: Workload,
+    pipeline: Pipeline,
+    prices: PriceSheet,
+    base: PipelineConfig | None = None,
+    clickhouse_url: str = "",
+) -> dict[str, Any]:
+    """The plan for ``workload`` plus the same plan with aggregation flipped, as one JSON-ready dict.
+
+    ``base`` and ``clickhouse_url`` shape the suggested cdk.json context (see ``plan.cdk``); when
+    none would deploy, ``cdk_context`` is null and a note says why."""
     main = plan(workload, pipeline, prices)
     other = plan(replace(workload, aggregate=not workload.aggregate), pipeline, prices)
     without, with_ = (other, main) if workload.aggregate else (main, other)
-    return to_dict(main, without, with_)
+    report = to_dict(main, without, with_)
+    try:
+        report["cdk_context"] = cdk_context(main, base, clickhouse_url=clickhouse_url)
+    except NoSuggestion as exc:
+        report["cdk_context"] = None
+        report["notes"].append(f"No cdk.json context suggested: {exc}.")
+    return report
 
 
 def _money(x: float) -> float:
@@ -141,7 +157,7 @@ def to_dict(p: Plan, without: Plan, with_: Plan) -> dict[str, Any]:
             "monthly_usd_with": _money(with_.total()),
             "summary": aggregation_line(without, with_),
         },
-        "cdk_context": cdk_context(p),
+        "cdk_context": None,  # make_report fills it in
         "notes": list(p.notes),
     }
 
@@ -217,6 +233,7 @@ def render_table(report: dict[str, Any], console: Console) -> None:
     console.print(report["comparison"])
     console.print(report["aggregation"]["summary"])
     for note in report["notes"]:
-        console.print(f"[yellow]Note:[/yellow] {note}")
-    console.print("Suggested cdk.json context:")
-    console.print(json.dumps({"context": report["cdk_context"]}, indent=2), markup=False, highlight=False)
+        console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+    if report["cdk_context"] is not None:
+        console.print("Suggested cdk.json context (checked against the CDK app's config):")
+        console.print(json.dumps({"context": report["cdk_context"]}, indent=2), markup=False, highlight=False)

@@ -8,6 +8,17 @@ no duplicates of its own (a network error after Kinesis stored a batch can still
 cause one, as with any at-least-once producer; the pipeline deduplicates on
 ``transaction_id``).
 
+Event time: an event without a ``timestamp`` is stamped when ``put`` accepts it (UTC,
+ISO-8601 with milliseconds, e.g. ``2026-05-01T08:00:00.123Z``), and the stamped bytes are
+what every attempt sends. So a retry, or a copy stored twice after a lost PutRecords
+response, carries the same instant, and the two copies collapse downstream instead of
+being billed in two hours. ``DeliveryFailure.data`` holds those bytes for a caller that
+re-sends later.
+
+Failures are named by their cause (``bxb_stream.aws_errors``): no credentials, unknown
+host, connection refused and unreachable endpoints are reported at once, not retried;
+throttling, 5xx answers and timeouts are retried within the ``RetryPolicy``.
+
 Ordering: batches go out one at a time, and a batch's retries finish before the next
 batch is sent, so a partition key's events stay in order except when a retry moves a
 failed entry behind a later one from the same request.
@@ -19,46 +30,30 @@ import bisect
 import hashlib
 import logging
 import os
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import msgspec
 
 from bxb_stream import kpl
+from bxb_stream.aws_errors import RETRYABLE_SERVICE_CODES, CallFailure, classify
 from bxb_stream.config import EventRules
 from bxb_stream.events.validate import EventError, decode, normalize
 from bxb_stream.producer import limits as L
+from bxb_stream.producer.policies import AggregationPolicy, PartitioningPolicy, RetryPolicy, check_explicit_hash_key
 
 log = logging.getLogger(__name__)
 
 Event = Mapping[str, Any] | bytes | str
-PartitionKeyFn = Callable[[Any], str]
-HashKeyFn = Callable[[Any], "int | str | None"]
 
-# Per-entry and whole-call error codes worth another attempt. Anything else
-# (ValidationException, ResourceNotFoundException, AccessDenied, KMS key problems)
-# would fail the same way again, so it is reported at once.
-RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "InternalFailure",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "ThrottlingException",
-        "Throttling",
-        "LimitExceededException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "KMSThrottlingException",
-        "SlowDown",
-    }
-)
+# Per-entry and whole-call service error codes worth another attempt (kept under its old name).
+RETRYABLE_CODES = RETRYABLE_SERVICE_CODES
 
 
 def _encode_default(obj: Any) -> Any:
@@ -66,6 +61,8 @@ def _encode_default(obj: Any) -> Any:
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number", enc_hook=_encode_default)
+_exact_decoder = msgspec.json.Decoder(float_hook=Decimal)  # every number read back as written
+_JSON_SPACE = b" \t\r\n"
 
 
 @dataclass
@@ -82,12 +79,17 @@ class ProducerStats:
 
 @dataclass(frozen=True)
 class DeliveryFailure:
-    """An accepted event that could not be delivered."""
+    """An accepted event that could not be delivered.
+
+    ``error_code`` names the cause (an AWS error code, or one of ``bxb_stream.aws_errors``'
+    own: ``NoCredentials``, ``UnknownHost``, ``ConnectionRefused``...). ``data`` is the JSON
+    exactly as it was sent, timestamp stamp included: re-send it to keep the event's time."""
 
     event: Any  # what was passed to put(), unchanged
     error_code: str
     error_message: str
     attempts: int
+    data: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,17 @@ class ProducerClosedError(RuntimeError):
     pass
 
 
+class _Item(NamedTuple):
+    event: Any  # as passed to put()
+    data: bytes  # its JSON as sent
+
+
 class _Entry(NamedTuple):
     partition_key: str
     explicit_hash_key: str | None
     data: bytes
     size: int  # partition key UTF-8 bytes + data bytes: what Kinesis counts
-    events: list[Any]
+    items: list[_Item]
 
 
 class _ShardMap:
@@ -128,12 +135,20 @@ def _hash_key(partition_key: str, explicit_hash_key: str | None) -> int:
     return int.from_bytes(hashlib.md5(partition_key.encode(), usedforsecurity=False).digest(), "big")
 
 
-def make_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A boto3 Kinesis client whose retries are ours alone (botocore's are switched off)."""
+def kinesis_endpoint(endpoint_url: str | None = None) -> str | None:
+    """The endpoint a client will use: the argument, else AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL."""
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KINESIS") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def make_client(
+    endpoint_url: str | None = None, region: str | None = None, credentials: Mapping[str, str] | None = None
+) -> Any:
+    """A boto3 Kinesis client whose retries are ours alone (botocore's are switched off).
+
+    ``credentials`` (``aws_access_key_id``, ``aws_secret_access_key``) replace the default chain."""
     import boto3
     from botocore.config import Config
 
-    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KINESIS") or os.environ.get("AWS_ENDPOINT_URL")
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -141,16 +156,31 @@ def make_client(endpoint_url: str | None = None, region: str | None = None) -> A
         read_timeout=30,
         tcp_keepalive=True,
     )
-    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region, config=config)
+    # A session of its own: boto3's default one caches the credentials it resolved first.
+    session = boto3.session.Session()
+    return session.client(
+        "kinesis", endpoint_url=kinesis_endpoint(endpoint_url), region_name=region, config=config, **(credentials or {})
+    )
+
+
+def iso_timestamp(ms: int) -> str:
+    """UTC milliseconds as ISO-8601 with milliseconds and ``Z``: exact, and read back to the same ms."""
+    seconds, millis = divmod(ms, 1000)
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
 
 
 class Producer:
     """Send billing events to a Kinesis stream.
 
+    ``Producer("stream")`` validates, stamps, batches and retries with every default;
+    ``retry``, ``aggregate`` and ``partitioning`` take policy objects
+    (``bxb_stream.producer.policies``), and ``aggregate=True`` means the KPL's defaults.
+
     ``put`` raises ``EventError`` for an invalid event unless ``on_invalid`` is given
     (then it is called and ``put`` returns False). Undeliverable events are passed to
     ``on_failure`` if given, else collected and returned by ``flush``/``close``.
     Callbacks run on whichever thread sends (a caller's or the linger thread).
+    An event without ``timestamp`` is stamped at ``put`` (see the module docstring).
     """
 
     def __init__(
@@ -162,27 +192,18 @@ class Producer:
         region: str | None = None,
         rules: EventRules | None = None,
         validate: bool = True,
-        partition_key: str | PartitionKeyFn = "external_customer_id",
-        explicit_hash_key: int | str | HashKeyFn | None = None,
-        aggregate: bool = False,
-        aggregate_max_bytes: int = L.KPL_DEFAULT_AGGREGATE_BYTES,
-        aggregate_by_shard: bool = True,
         limits: L.Limits = L.CURRENT,
         linger_ms: int | None = 200,
-        max_attempts: int = 8,
-        backoff_base_ms: int = 100,
-        backoff_max_ms: int = 5_000,
-        retry_deadline_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        aggregate: bool | AggregationPolicy = False,
+        partitioning: PartitioningPolicy | None = None,
         on_failure: Callable[[list[DeliveryFailure]], None] | None = None,
         on_invalid: Callable[[Any, EventError], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
     ) -> None:
-        if aggregate and not kpl.OVERHEAD < aggregate_max_bytes <= limits.max_record_bytes:
-            raise ValueError(f"aggregate_max_bytes must be in ({kpl.OVERHEAD}, {limits.max_record_bytes}]")
-        if max_attempts < 1 or backoff_base_ms < 0 or backoff_max_ms < backoff_base_ms or retry_deadline_s <= 0:
-            raise ValueError("retry settings: need max_attempts >= 1, 0 <= base <= max backoff, deadline > 0")
+        aggregation = AggregationPolicy() if aggregate is True else aggregate or None
+        if aggregation is not None:
+            aggregation.check(limits)
         if linger_ms is not None and linger_ms < 0:
             raise ValueError("linger_ms must be >= 0 or None")
         self.stream = stream
@@ -190,26 +211,17 @@ class Producer:
         self._client = client if client is not None else make_client(endpoint_url, region)
         self._rules = rules or EventRules()
         self._validate = validate
-        self._pk = partition_key
-        self._ehk = explicit_hash_key
-        if isinstance(explicit_hash_key, int | str):
-            self._fixed_ehk: str | None = _check_ehk(explicit_hash_key)
-        else:
-            self._fixed_ehk = None
-        self._aggregate = aggregate
-        self._agg_max = aggregate_max_bytes
-        self._agg_by_shard = aggregate_by_shard
+        self._retry = retry or RetryPolicy()
+        self._aggregation = aggregation
+        self._partitioning = partitioning or PartitioningPolicy()
+        self._fixed_ehk = self._partitioning.fixed_hash_key
         self._limits = limits
         self._linger_s = None if linger_ms is None else linger_ms / 1000
-        self._max_attempts = max_attempts
-        self._base_s = backoff_base_ms / 1000
-        self._cap_s = backoff_max_ms / 1000
-        self._deadline_s = retry_deadline_s
         self._on_failure = on_failure
         self._on_invalid = on_invalid
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._stamp_second = -1  # the last second formatted, and its text: most puts share one
+        self._stamp_prefix = ""
 
         self._lock = threading.Lock()  # buffers, aggregators, stats, failures
         self._send_lock = threading.Lock()  # one PutRecords batch (with its retries) at a time
@@ -217,7 +229,7 @@ class Producer:
         self._pending: list[_Entry] = []
         self._pending_bytes = 0
         self._ready: deque[list[_Entry]] = deque()
-        self._aggs: dict[int, tuple[kpl.Aggregator, list[Any]]] = {}
+        self._aggs: dict[int, tuple[kpl.Aggregator, list[_Item]]] = {}
         self._shards: _ShardMap | None = None
         self._shards_loaded = False
         self._oldest: float | None = None  # monotonic time the oldest buffered event arrived
@@ -291,7 +303,7 @@ class Producer:
             self._stop.set()
             self._wake.set()
             if self._thread is not None:
-                self._thread.join(timeout=self._deadline_s + 5)
+                self._thread.join(timeout=self._retry.deadline_s + 5)
         return self.flush()
 
     def __enter__(self) -> Producer:
@@ -305,20 +317,31 @@ class Producer:
     # ------------------------------------------------------------------ edge
 
     def _prepare(self, event: Event) -> tuple[str, str | None, bytes, int]:
-        """Validate, encode and key one event. Raises EventError; touches no shared state."""
+        """Validate, stamp, encode and key one event. Raises EventError; touches no shared state."""
         now = self._clock_ms()
         if isinstance(event, bytes | bytearray | memoryview | str):
             data = event.encode() if isinstance(event, str) else bytes(event)
             if self._validate:
                 obj = decode(data, self._rules.max_record_bytes)
-                normalize(obj, self._rules, arrival_ms=now, ingested_ms=now)
             else:
                 try:
                     obj = msgspec.json.decode(data)
                 except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                     obj = None  # unvalidated and not JSON: keyed by its bytes below
+            if type(obj) is dict and obj.get("timestamp") is None:
+                stamp = self._stamp(now)
+                data = _with_timestamp(data, "timestamp" in obj, stamp)
+                obj["timestamp"] = stamp
+            if self._validate:
+                normalize(obj, self._rules, arrival_ms=now, ingested_ms=now)
+                if len(data) > self._rules.max_record_bytes:  # the stamp made it longer
+                    raise EventError("too_large", f"record is {len(data)} bytes, limit {self._rules.max_record_bytes}")
         else:
             obj = event
+            if isinstance(obj, Mapping) and obj.get("timestamp") is None:
+                obj = {**obj, "timestamp": self._stamp(now)}  # a copy: the caller's event stays as given
+            elif type(obj) is not dict and isinstance(obj, Mapping):
+                obj = dict(obj)
             if self._validate:
                 normalize(obj, self._rules, arrival_ms=now, ingested_ms=now)
             try:
@@ -337,39 +360,48 @@ class Producer:
             )
         return pk, ehk, data, size
 
+    def _stamp(self, now_ms: int) -> str:
+        second, millis = divmod(now_ms, 1000)
+        if second != self._stamp_second:  # benign race: both threads would compute the same text
+            self._stamp_prefix = iso_timestamp(second * 1000)[:-4]
+            self._stamp_second = second
+        return f"{self._stamp_prefix}{millis:03d}Z"
+
     def _partition_key(self, obj: Any, data: bytes) -> str:
-        if callable(self._pk):
+        pk = self._partitioning.partition_key
+        if callable(pk):
             try:
-                key = self._pk(obj)
+                key = pk(obj)
             except Exception as exc:  # a user function: report it against the event
                 raise EventError("bad_partition_key", f"partition key function failed: {exc!r}") from None
             if type(key) is not str or not 1 <= len(key) <= L.MAX_PARTITION_KEY_CHARS:
                 raise EventError("bad_partition_key", f"partition key must be 1..256 characters, got {key!r}")
             return key
-        key = obj.get(self._pk) if isinstance(obj, Mapping) else None
+        key = obj.get(pk) if isinstance(obj, Mapping) else None
         if type(key) is str and 1 <= len(key) <= L.MAX_PARTITION_KEY_CHARS:
             return key
         # Only unvalidated events get here (a valid event always has its customer): spread them by content.
         return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
     def _explicit_hash_key(self, obj: Any) -> str | None:
-        if self._ehk is None or self._fixed_ehk is not None:
+        ehk = self._partitioning.explicit_hash_key
+        if ehk is None or self._fixed_ehk is not None:
             return self._fixed_ehk
         try:
-            value = self._ehk(obj)  # type: ignore[operator]
+            value = ehk(obj)  # type: ignore[operator]
         except Exception as exc:
             raise EventError("bad_explicit_hash_key", f"explicit hash key function failed: {exc!r}") from None
         if value is None:
             return None
         try:
-            return _check_ehk(value)
+            return check_explicit_hash_key(value)
         except ValueError as exc:
             raise EventError("bad_explicit_hash_key", str(exc)) from None
 
     # ------------------------------------------------------------------ buffering (callers hold _lock)
 
     def _load_shards(self) -> None:
-        if not self._aggregate or not self._agg_by_shard or self._shards_loaded:
+        if self._aggregation is None or not self._aggregation.by_shard or self._shards_loaded:
             return
         starts: list[int] = []
         try:
@@ -395,28 +427,29 @@ class Producer:
         if self._oldest is None:
             self._oldest = time.monotonic()
             self._wake.set()
-        if not self._aggregate:
-            self._append_entry(_Entry(pk, ehk, data, size, [event]))
+        item = _Item(event, data)
+        if self._aggregation is None:
+            self._append_entry(_Entry(pk, ehk, data, size, [item]))
             return
         slot = 0 if self._shards is None else self._shards.index(_hash_key(pk, ehk))
-        agg, events = self._aggs.get(slot) or self._aggs.setdefault(
-            slot, (kpl.Aggregator(self._agg_max, count_partition_key=True), [])
+        agg, items = self._aggs.get(slot) or self._aggs.setdefault(
+            slot, (kpl.Aggregator(self._aggregation.max_bytes, count_partition_key=True), [])
         )
         try:
             out = agg.add(kpl.UserRecord(pk, ehk, data))
         except kpl.RecordTooLargeError:
             # Too big to aggregate but within the record limit: send it on its own, as the KPL does.
-            self._append_entry(_Entry(pk, ehk, data, size, [event]))
+            self._append_entry(_Entry(pk, ehk, data, size, [item]))
             return
         if out is None:
-            events.append(event)
+            items.append(item)
             return
-        self._aggs[slot] = (agg, [event])
-        self._append_aggregate(out, events)
+        self._aggs[slot] = (agg, [item])
+        self._append_aggregate(out, items)
 
-    def _append_aggregate(self, out: kpl.Aggregate, events: list[Any]) -> None:
+    def _append_aggregate(self, out: kpl.Aggregate, items: list[_Item]) -> None:
         size = len(out) + len(out.partition_key.encode())
-        self._append_entry(_Entry(out.partition_key, out.explicit_hash_key, bytes(out), size, events))
+        self._append_entry(_Entry(out.partition_key, out.explicit_hash_key, bytes(out), size, items))
 
     def _append_entry(self, entry: _Entry) -> None:
         lim = self._limits
@@ -435,10 +468,10 @@ class Producer:
 
     def _cut_all(self) -> None:
         for slot in sorted(self._aggs):
-            agg, events = self._aggs[slot]
+            agg, items = self._aggs[slot]
             out = agg.flush()
             if out is not None:
-                self._append_aggregate(out, events)
+                self._append_aggregate(out, items)
         self._aggs.clear()
         self._cut()
         self._oldest = None
@@ -481,31 +514,34 @@ class Producer:
 
     def _send(self, batch: list[_Entry]) -> None:
         """PutRecords with retries of only the failed entries, in order, full-jitter backoff."""
+        policy = self._retry
         pending = batch
-        deadline = time.monotonic() + self._deadline_s
-        for attempt in range(1, self._max_attempts + 1):
+        deadline = time.monotonic() + policy.deadline_s
+        for attempt in range(1, policy.max_attempts + 1):
             failed = self._put_records(pending)
             if not failed:
                 return
-            delay = self._rng.uniform(0, min(self._cap_s, self._base_s * 2 ** (attempt - 1)))
-            out_of_budget = attempt >= self._max_attempts or time.monotonic() + delay > deadline
+            delay = policy.delay_s(attempt)
+            out_of_budget = attempt >= policy.max_attempts or time.monotonic() + delay > deadline
             retry: list[_Entry] = []
             give_up: list[DeliveryFailure] = []
-            for entry, code, message in failed:
-                if code in RETRYABLE_CODES and not out_of_budget:
+            for entry, why in failed:
+                if why.retryable and not out_of_budget:
                     retry.append(entry)
                 else:
-                    give_up.extend(DeliveryFailure(ev, code, message, attempt) for ev in entry.events)
+                    give_up.extend(
+                        DeliveryFailure(i.event, why.code, why.message, attempt, i.data) for i in entry.items
+                    )
             self._report(give_up)
             if not retry:
                 return
             with self._lock:
                 self._stats.retries += len(retry)
-            self._sleep(delay)
+            policy.sleep(delay)
             pending = retry
 
-    def _put_records(self, entries: list[_Entry]) -> list[tuple[_Entry, str, str]]:
-        """One PutRecords call; returns the failed entries with their error, in request order."""
+    def _put_records(self, entries: list[_Entry]) -> list[tuple[_Entry, CallFailure]]:
+        """One PutRecords call; returns the failed entries with their cause, in request order."""
         records = []
         for e in entries:
             rec: dict[str, Any] = {"Data": e.data, "PartitionKey": e.partition_key}
@@ -517,22 +553,23 @@ class Producer:
         try:
             resp = self._client.put_records(Records=records, **self._stream_param)
         except Exception as exc:
-            code, message = _call_error(exc)
-            return [(e, code, message) for e in entries]
+            why = classify(exc) or CallFailure(type(exc).__name__, str(exc), False)
+            return [(e, why) for e in entries]
         results = resp.get("Records") if isinstance(resp, dict) else None
         if not isinstance(results, list) or len(results) != len(entries):
             # Cannot tell which entries were stored: report rather than risk re-sending duplicates.
-            return [(e, "MalformedResponse", f"PutRecords returned {resp!r:.200}") for e in entries]
+            why = CallFailure("MalformedResponse", f"PutRecords returned {resp!r:.200}", False)
+            return [(e, why) for e in entries]
         failed = []
         ok_records = ok_bytes = ok_events = 0
         for entry, result in zip(entries, results, strict=True):
             code = result.get("ErrorCode")
             if code:
-                failed.append((entry, code, result.get("ErrorMessage", "")))
+                failed.append((entry, CallFailure(code, result.get("ErrorMessage", ""), code in RETRYABLE_CODES)))
             else:
                 ok_records += 1
                 ok_bytes += entry.size
-                ok_events += len(entry.events)
+                ok_events += len(entry.items)
         with self._lock:
             self._stats.records += ok_records
             self._stats.bytes += ok_bytes
@@ -550,38 +587,31 @@ class Producer:
             self._on_failure(failures)
 
 
-def _call_error(exc: Exception) -> tuple[str, str]:
-    """A whole-call exception -> (code, message). Network errors map to a retryable code."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = err.get("Code") or "ClientError"
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if status >= 500 and code not in RETRYABLE_CODES:
-            code = "InternalFailure"
-        return code, err.get("Message") or str(exc)
-    if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError):
-        return "RequestTimeout", f"{type(exc).__name__}: {exc}"
-    return type(exc).__name__, str(exc)
-
-
-def _check_ehk(value: int | str) -> str:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"explicit hash key must be a decimal integer, got {value!r}") from None
-    if isinstance(value, bool) or not 0 <= number <= L.MAX_EXPLICIT_HASH_KEY:
-        raise ValueError(f"explicit hash key must be in [0, 2**128 - 1], got {value!r}")
-    return str(number)
+def _with_timestamp(data: bytes, present: bool, stamp: str) -> bytes:
+    """A JSON object's bytes with ``"timestamp": stamp``. An absent key is spliced in after the
+    opening brace, so every other byte stays as written; a ``null`` one is replaced by
+    re-encoding with every number read exactly (decimals never pass through a float)."""
+    if present:
+        obj = _exact_decoder.decode(data)
+        obj["timestamp"] = stamp
+        return _encoder.encode(obj)
+    brace = data.index(b"{")
+    rest = data[brace + 1 :]
+    comma = b"" if rest.lstrip(_JSON_SPACE).startswith(b"}") else b","
+    return b'%s"timestamp":"%s"%s%s' % (data[: brace + 1], stamp.encode(), comma, rest)
 
 
 __all__ = [
     "RETRYABLE_CODES",
+    "AggregationPolicy",
     "DeliveryFailure",
+    "PartitioningPolicy",
     "Producer",
     "ProducerClosedError",
     "ProducerStats",
     "Rejection",
+    "RetryPolicy",
+    "iso_timestamp",
+    "kinesis_endpoint",
     "make_client",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bxb_stream.cli import Parser, dispatch
 from bxb_stream.cli import plan as plan_cli
 from bxb_stream.plan.prices import PriceSheet, load_prices
 
@@ -46,14 +46,15 @@ def write_prices(tmp_path: Path, price_doc: dict[str, Any]) -> Callable[..., Pat
 
 @pytest.fixture
 def run_plan(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run ``bxb-stream plan ARGS`` through its own parser, so other subcommands cannot affect these tests."""
+    """Run ``bxb-stream plan ARGS`` through its own parser (so other subcommands cannot affect these
+    tests) and the CLI's one failure path."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        parser = argparse.ArgumentParser(prog="bxb-stream")
+        parser = Parser(prog="bxb-stream")
         plan_cli.register(parser.add_subparsers(dest="command", required=True))
         try:
             args = parser.parse_args(["plan", *argv])
-            code = args.func(args)
+            code = dispatch(args)
         except SystemExit as exc:  # argparse usage errors
             code = int(exc.code or 0)
         out = capsys.readouterr()

@@ -116,10 +116,90 @@ def test_registered_in_main_cli() -> None:
 
 @pytest.mark.parametrize("paths", ["s3", "http", "s3,http"])
 def test_cdk_snippet_is_accepted_by_the_deployment_config(run_plan: Run, paths: str) -> None:
-    # The snippet must be something `cdk synth` takes: build the CDK app's config object from it.
+    # The snippet must be something `cdk synth` takes: build the CDK app's config object from it, as is.
     deployment = pytest.importorskip("bxb_stream.deployment")
-    doc = json.loads(run_plan(*SEED, "--paths", paths, "--format", "json")[1])
-    context = {**doc["cdk_context"], "bxb:clickhouse.url": "https://clickhouse.example.com:8443"}
-    config = deployment.PipelineConfig.from_context(context)
+    url = "https://clickhouse.example.com:8443"
+    doc = json.loads(run_plan(*SEED, "--paths", paths, "--clickhouse-url", url, "--format", "json")[1])
+    config = deployment.PipelineConfig.from_context(doc["cdk_context"])
     assert config.stream.shard_count == doc["kinesis"]["shards"]["required"]
     assert config.delivery == {"s3": "s3", "http": "http", "s3,http": "both"}[paths]
+    assert config.clickhouse.url == (url if "http" in paths else "")
+
+
+def test_defaults_are_what_the_cdk_app_deploys(run_plan: Run) -> None:
+    from bxb_stream.deployment import PipelineConfig
+
+    deployed = PipelineConfig()
+    doc = json.loads(run_plan(*SEED, "--format", "json")[1])
+    assert doc["inputs"]["workload"]["paths"] == ["s3"]  # bxb:delivery defaults to s3: one Firehose is costed
+    assert doc["firehose"]["lines"][0]["item"].startswith("ingestion, 1 stream ")
+    pipeline = doc["inputs"]["pipeline"]
+    assert pipeline["transform_memory_mb"] == deployed.transform_memory_mib == 512
+    assert pipeline["ingest_memory_mb"] == deployed.http.ingest_memory_mib
+    assert pipeline["s3_buffer_seconds"] == deployed.s3.buffer_interval_seconds
+    assert pipeline["expiration_days"] == deployed.s3.expiration_days == 0
+    ctx = doc["cdk_context"]
+    assert ctx["bxb:delivery"] == "s3" and ctx["bxb:transform_memory_mib"] == 512
+    assert "bxb:s3.expiration_days" not in ctx  # never an expiry for the billing archive unless asked
+    assert any("never expired" in note for note in doc["notes"])
+
+
+def test_expiry_only_when_asked(run_plan: Run) -> None:
+    doc = json.loads(run_plan(*SEED, "--expiration-days", "400", "--archive-days", "730", "--format", "json")[1])
+    assert doc["cdk_context"]["bxb:s3.expiration_days"] == 400
+    glacier = next(line for line in doc["s3"]["lines"] if line["item"].startswith("Glacier instant storage"))
+    assert glacier["item"] == "Glacier instant storage (310 d)"  # 400 days held, 90 of them before Glacier
+    assert not any("never expired" in note for note in doc["notes"])
+
+
+def test_defaults_from_a_given_cdk_json(run_plan: Run, tmp_path: Path) -> None:
+    cdk = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
+    cdk["context"].update(
+        {
+            "bxb:delivery": "both",
+            "bxb:clickhouse.url": "https://ch.example.com:8443",
+            "bxb:transform_memory_mib": 1024,
+            "bxb:s3.buffer_interval_seconds": 120,
+            "bxb:s3.expiration_days": 400,
+            "bxb:stream.retention_hours": 48,
+        }
+    )
+    path = tmp_path / "cdk.json"
+    path.write_text(json.dumps(cdk))
+    doc = json.loads(run_plan(*SEED, "--config", str(path), "--format", "json")[1])
+    assert doc["inputs"]["workload"]["paths"] == ["s3", "http"]
+    assert doc["inputs"]["workload"]["retention_hours"] == 48
+    assert doc["inputs"]["pipeline"]["transform_memory_mb"] == 1024
+    assert doc["inputs"]["pipeline"]["s3_buffer_seconds"] == 120
+    ctx = doc["cdk_context"]
+    assert ctx["bxb:clickhouse.url"] == "https://ch.example.com:8443"
+    assert "bxb:s3.expiration_days" not in ctx  # already in that cdk.json: nothing to suggest
+    assert run_plan(*SEED, "--config", str(tmp_path / "nope.json"))[0] == 2
+
+
+def test_http_path_without_a_clickhouse_url_suggests_no_context(run_plan: Run) -> None:
+    code, out, _ = run_plan(*SEED, "--paths", "s3,http", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    validate(doc)
+    assert doc["cdk_context"] is None
+    assert any("--clickhouse-url" in note for note in doc["notes"])
+    code, out, _ = run_plan(*SEED, "--paths", "http")
+    assert code == 0 and "Suggested cdk.json context" not in out and "--clickhouse-url" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (("--http-buffer-seconds", "900"), "bxb:alarms.http_freshness_seconds"),  # the freshness alarm needs more
+        (("--processor-buffer-mib", "0.5"), "bxb:s3.processor_buffer_size_mib"),  # the app takes whole MiB
+        (("--http-buffer-mib", "10"), "bxb:http.buffer_size_mib"),  # the function URL takes 6 MB
+    ],
+)
+def test_context_the_app_would_refuse_is_not_suggested(run_plan: Run, extra: tuple[str, ...], key: str) -> None:
+    argv = (*SEED, "--paths", "s3,http", "--clickhouse-url", "https://ch.example.com:8443", *extra, "--format", "json")
+    code, out, err = run_plan(*argv)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["cdk_context"] is None
+    assert any("would not deploy" in note and key in note for note in doc["notes"])

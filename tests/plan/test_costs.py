@@ -10,7 +10,7 @@ from bxb_stream.plan.compute import _poll_schedule, plan
 from bxb_stream.plan.model import Pipeline, Workload
 from bxb_stream.plan.prices import PriceSheet
 
-SEED = Workload(events_per_sec=10_000, avg_bytes=1024)
+SEED = Workload(events_per_sec=10_000, avg_bytes=1024, paths=("s3", "http"))  # the seed design: both paths
 
 
 def items(section: object) -> dict[str, float]:
@@ -103,5 +103,25 @@ def test_latency_paths(prices: PriceSheet) -> None:
 
 
 def test_headroom_note(prices: PriceSheet) -> None:
-    assert plan(SEED, Pipeline(), prices).notes
-    assert not plan(replace(SEED, headroom=0.3), Pipeline(), prices).notes
+    def headroom_notes(workload: Workload) -> list[str]:
+        return [n for n in plan(workload, Pipeline(), prices).notes if "--headroom" in n]
+
+    assert headroom_notes(SEED)
+    assert not headroom_notes(replace(SEED, headroom=0.3))
+
+
+def test_lambda_throughput_follows_memory(prices: PriceSheet) -> None:
+    # Lambda's CPU share grows with memory up to one vCPU at 1,769 MB; the rps figures stand for 1024 MB.
+    def transform(memory: int) -> tuple[float, float]:
+        p = plan(SEED, Pipeline(transform_memory_mb=memory), prices)
+        use = next(u for u in p.lambda_use if u.function == "transform (s3)")
+        stage = next(s for lat in p.latency if lat.path == "s3" for s in lat.stages if s.name == "transform Lambda")
+        return use.gb_seconds_per_month, stage.p50_s
+
+    gbs_512, lat_512 = transform(512)
+    gbs_1024, lat_1024 = transform(1024)
+    gbs_3538, lat_3538 = transform(3538)
+    overhead_s = Pipeline().lambda_overhead_ms / 1000
+    assert lat_512 - overhead_s == pytest.approx(2 * (lat_1024 - overhead_s))  # half the CPU: twice as long
+    assert lat_3538 - overhead_s == pytest.approx((lat_1024 - overhead_s) * 1024 / 1769)  # capped at one vCPU
+    assert gbs_512 < gbs_1024 < gbs_3538  # only the fixed per-invocation overhead scales with memory below 1769

@@ -33,7 +33,7 @@ def test_seed_costs_compared(prices: PriceSheet) -> None:
     near the seed's $450 at this volume (that would need ~$0.018/GB all-in), so the seed figure looks like a slip;
     the planner's figure follows the price sheet (us-east-1, read 2026-11-26).
     """
-    k = plan_kinesis(Workload(events_per_sec=10_000, avg_bytes=1024), prices)
+    k = plan_kinesis(Workload(events_per_sec=10_000, avg_bytes=1024, paths=("s3", "http")), prices)
     lines = {line.item: line.usd for line in k.provisioned.lines}
     assert lines["PUT payload units (1/record)"] == pytest.approx(365, rel=0.01)
     assert lines["shard-hours"] == pytest.approx(109.50)

@@ -8,7 +8,7 @@ import pytest
 
 from bxb_stream import kpl
 from bxb_stream.events.validate import EventError
-from bxb_stream.producer import CURRENT, Limits, Producer
+from bxb_stream.producer import CURRENT, AggregationPolicy, Limits, PartitioningPolicy, Producer
 from bxb_stream.producer import limits as L
 
 MiB = 1024 * 1024
@@ -29,7 +29,8 @@ def _raw(pk: str, size: int) -> bytes:
 
 
 def _producer(client: Any, **kw: Any) -> Producer:
-    return Producer("s", client=client, linger_ms=None, validate=False, partition_key=lambda _: "k", **kw)
+    fixed_key = PartitioningPolicy(partition_key=lambda _: "k")
+    return Producer("s", client=client, linger_ms=None, validate=False, partitioning=fixed_key, **kw)
 
 
 @pytest.mark.parametrize(("n", "calls"), [(500, [500]), (501, [500, 1]), (1000, [500, 500])])
@@ -98,9 +99,7 @@ def test_request_size_edge(stub: Any) -> None:
 def test_aggregates_respect_record_and_request_limits(stub: Any) -> None:
     client = stub()
     max_agg = 300_000
-    producer = Producer(
-        "s", client=client, linger_ms=None, aggregate=True, aggregate_max_bytes=max_agg, aggregate_by_shard=False
-    )
+    producer = Producer("s", client=client, linger_ms=None, aggregate=AggregationPolicy(max_agg, by_shard=False))
     event = {"transaction_id": "t", "external_customer_id": "c" * 200, "code": "x", "properties": {"p": "v" * 600}}
     for i in range(40_000):
         event["transaction_id"] = f"t{i}"
@@ -116,9 +115,7 @@ def test_aggregates_respect_record_and_request_limits(stub: Any) -> None:
 
 def test_event_too_big_to_aggregate_goes_alone(stub: Any) -> None:
     client = stub()
-    producer = Producer(
-        "s", client=client, linger_ms=None, aggregate=True, aggregate_max_bytes=1000, aggregate_by_shard=False
-    )
+    producer = Producer("s", client=client, linger_ms=None, aggregate=AggregationPolicy(1000, by_shard=False))
     small = {"transaction_id": "a", "external_customer_id": "c", "code": "x"}
     big = {"transaction_id": "b", "external_customer_id": "c", "code": "x", "properties": {"p": "v" * 2000}}
     producer.put_many([small, big, small | {"transaction_id": "c"}])
@@ -130,5 +127,5 @@ def test_event_too_big_to_aggregate_goes_alone(stub: Any) -> None:
 
 def test_aggregate_max_bytes_must_fit_the_record_limit(stub: Any) -> None:
     with pytest.raises(ValueError):
-        Producer("s", client=stub(), aggregate=True, aggregate_max_bytes=1 * MiB + 1, linger_ms=None)
-    Producer("s", client=stub(), aggregate=True, aggregate_max_bytes=1 * MiB, linger_ms=None).close()
+        Producer("s", client=stub(), aggregate=AggregationPolicy(max_bytes=1 * MiB + 1), linger_ms=None)
+    Producer("s", client=stub(), aggregate=AggregationPolicy(max_bytes=1 * MiB), linger_ms=None).close()

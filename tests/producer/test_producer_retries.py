@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bxb_stream import kpl
-from bxb_stream.producer import DeliveryFailure, Producer
+from bxb_stream.producer import AggregationPolicy, DeliveryFailure, Producer, RetryPolicy
 
 PTE = "ProvisionedThroughputExceededException"
 
@@ -29,9 +29,12 @@ class MaxJitter(random.Random):
         return b
 
 
-def _producer(client: Any, delays: list[float], **kw: Any) -> Producer:
-    kw.setdefault("rng", random.Random(0))
-    return Producer("s", client=client, linger_ms=None, sleep=delays.append, **kw)
+def _producer(client: Any, delays: list[float], rng: random.Random | None = None, **kw: Any) -> Producer:
+    """A producer whose backoff sleeps are recorded in ``delays``; ``max_attempts``, ``backoff_*_ms``
+    and ``deadline_s`` go to its RetryPolicy, the rest to the Producer."""
+    names = ("max_attempts", "backoff_base_ms", "backoff_max_ms", "deadline_s")
+    retry = RetryPolicy(sleep=delays.append, rng=rng or random.Random(0), **{k: kw.pop(k) for k in names if k in kw})
+    return Producer("s", client=client, linger_ms=None, retry=retry, **kw)
 
 
 def test_partial_failure_resends_only_failed_entries_in_order(stub: Any) -> None:
@@ -87,7 +90,7 @@ def test_backoff_is_capped_and_bounded_by_the_deadline(stub: Any) -> None:
     client = stub([{0: PTE}] * 20)
     delays: list[float] = []
     producer = _producer(
-        client, delays, max_attempts=20, backoff_base_ms=100, backoff_max_ms=400, retry_deadline_s=1.0, rng=MaxJitter()
+        client, delays, max_attempts=20, backoff_base_ms=100, backoff_max_ms=400, deadline_s=1.0, rng=MaxJitter()
     )
     producer.put(_event(0))
     failures = producer.flush()
@@ -106,7 +109,7 @@ def test_deadline_stops_retries_before_attempts_run_out(stub: Any) -> None:
         max_attempts=5,
         backoff_base_ms=2_000,
         backoff_max_ms=2_000,
-        retry_deadline_s=1.0,
+        deadline_s=1.0,
         rng=MaxJitter(),
     )
     producer.put(_event(0))
@@ -148,7 +151,7 @@ def test_malformed_response_is_reported_not_resent(stub: Any) -> None:
 
 def test_aggregated_entry_failure_reports_every_event_inside(stub: Any) -> None:
     client = stub([{0: PTE}, {0: PTE}])
-    producer = _producer(client, [], aggregate=True, aggregate_by_shard=False, max_attempts=2)
+    producer = _producer(client, [], aggregate=AggregationPolicy(by_shard=False), max_attempts=2)
     events = [_event(i) for i in range(50)]
     producer.put_many(events)
     failures = producer.flush()
@@ -161,7 +164,8 @@ def test_aggregated_entry_failure_reports_every_event_inside(stub: Any) -> None:
 def test_retries_keep_batches_in_order(stub: Any, aggregate: bool) -> None:
     # Two full batches; the first is throttled once. The second must not overtake it.
     client = stub([{i: PTE for i in range(500)}, None, None])
-    producer = _producer(client, [], aggregate=aggregate, aggregate_by_shard=False, aggregate_max_bytes=200)
+    policy = AggregationPolicy(max_bytes=200, by_shard=False) if aggregate else False
+    producer = _producer(client, [], aggregate=policy)
     producer.put_many(_event(i) for i in range(1000))
     assert producer.flush() == []
     assert _tids(client.stored) == [f"t{i}" for i in range(1000)]

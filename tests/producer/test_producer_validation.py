@@ -10,7 +10,7 @@ import pytest
 
 from bxb_stream.config import EventRules
 from bxb_stream.events.validate import EventError
-from bxb_stream.producer import Producer, ProducerClosedError
+from bxb_stream.producer import PartitioningPolicy, Producer, ProducerClosedError
 from bxb_stream.producer.synthetic import Expect, generate
 
 GOOD = {"transaction_id": "t1", "external_customer_id": "c1", "code": "api_calls"}
@@ -76,7 +76,7 @@ def test_put_many_returns_rejections_and_sends_the_rest(stub: Any) -> None:
 
 def test_original_json_is_sent_not_the_normalised_form(stub: Any) -> None:
     client = stub()
-    producer = _producer(client)
+    producer = _producer(client, clock_ms=lambda: 1_777_777_777_001)
     event = GOOD | {"timestamp": "2024-05-01T10:00:00+02:00", "decimal_value": Decimal("1.50"), "value": 3}
     producer.put(event)
     producer.put(b' {"transaction_id":"t9","external_customer_id":"c9","code":"x"} ')
@@ -86,7 +86,10 @@ def test_original_json_is_sent_not_the_normalised_form(stub: Any) -> None:
         b'"timestamp":"2024-05-01T10:00:00+02:00","decimal_value":1.50,"value":3}'
     )
     assert client.stored[0]["PartitionKey"] == "c1"
-    assert client.stored[1]["Data"] == b' {"transaction_id":"t9","external_customer_id":"c9","code":"x"} '
+    # Only the put-time stamp is added (the event had no timestamp); every other byte is as given.
+    assert client.stored[1]["Data"] == (
+        b' {"timestamp":"2026-05-03T03:09:37.001Z","transaction_id":"t9","external_customer_id":"c9","code":"x"} '
+    )
 
 
 def test_validate_false_sends_invalid_events_keyed_by_content(stub: Any) -> None:
@@ -107,16 +110,16 @@ def test_rules_apply_at_the_edge(stub: Any) -> None:
 
 def test_partition_key_options(stub: Any) -> None:
     client = stub()
-    by_field = _producer(client, partition_key="transaction_id")
+    by_field = _producer(client, partitioning=PartitioningPolicy(partition_key="transaction_id"))
     by_field.put(GOOD)
     by_field.flush()
-    by_fn = _producer(client, partition_key=lambda e: f"{e['code']}:{e['external_customer_id']}")
+    by_fn = _producer(client, partitioning=PartitioningPolicy(lambda e: f"{e['code']}:{e['external_customer_id']}"))
     by_fn.put(GOOD)
     by_fn.flush()
-    fixed = _producer(client, explicit_hash_key=2**127)
+    fixed = _producer(client, partitioning=PartitioningPolicy(explicit_hash_key=2**127))
     fixed.put(GOOD)
     fixed.flush()
-    by_ehk_fn = _producer(client, explicit_hash_key=lambda e: 7)
+    by_ehk_fn = _producer(client, partitioning=PartitioningPolicy(explicit_hash_key=lambda e: 7))
     by_ehk_fn.put(GOOD)
     by_ehk_fn.flush()
     assert [(r["PartitionKey"], r.get("ExplicitHashKey")) for r in client.stored] == [
@@ -125,11 +128,11 @@ def test_partition_key_options(stub: Any) -> None:
         ("c1", str(2**127)),
         ("c1", "7"),
     ]
-    bad_key = _producer(client, partition_key=lambda e: "")
+    bad_key = _producer(client, partitioning=PartitioningPolicy(partition_key=lambda e: ""))
     with pytest.raises(EventError, match="bad_partition_key"):
         bad_key.put(GOOD)
     with pytest.raises(ValueError):
-        _producer(client, explicit_hash_key=2**128)
+        PartitioningPolicy(explicit_hash_key=2**128)
 
 
 def test_closed_producer_refuses_puts(stub: Any) -> None:
