@@ -30,7 +30,6 @@ class EventRules:
     organization_id: str = "default"
     multi_tenant: bool = False
     future_skew_seconds: int = 300
-    allowed_lateness_seconds: int = 86_400
     max_properties_bytes: int = 16_384
     max_properties_depth: int = 8
     max_record_bytes: int = 65_536
@@ -44,7 +43,6 @@ class EventRules:
             raise ConfigError("organization_id", "is required unless multi_tenant is on")
         for key, low, high in (
             ("future_skew_seconds", 0, 86_400),
-            ("allowed_lateness_seconds", 60, 366 * 86_400),
             ("max_properties_bytes", 2, 1_000_000),
             ("max_properties_depth", 1, 64),
             ("max_record_bytes", 256, 1_000_000),
@@ -56,10 +54,6 @@ class EventRules:
     @property
     def future_skew_ms(self) -> int:
         return self.future_skew_seconds * 1000
-
-    @property
-    def allowed_lateness_ms(self) -> int:
-        return self.allowed_lateness_seconds * 1000
 
     def to_env(self) -> dict[str, str]:
         return {_env_name(f.name): _env_value(getattr(self, f.name)) for f in fields(self)}

@@ -32,9 +32,9 @@ from bxb_stream.config import ConfigError, EventRules
 PREFIX = "bxb:"
 
 # S3 layout written by Firehose A (dynamic partitioning from the transform's partition keys).
-# On-time data lands under events/..., late data under late/...; errors and HTTP backups never
-# overlap either, so ClickHouse (S3Queue) and its IAM role only ever see Parquet.
-PARQUET_PREFIXES: tuple[str, ...] = (layout.EVENTS_PREFIX, layout.LATE_PREFIX)
+# Every event lands under events/...; errors and HTTP backups never overlap it, so ClickHouse
+# (S3Queue) and its IAM role only ever see Parquet.
+PARQUET_PREFIXES: tuple[str, ...] = (layout.EVENTS_PREFIX,)
 DATA_PREFIX = layout.FIREHOSE_DATA_PREFIX
 ERROR_PREFIX = layout.FIREHOSE_ERROR_PREFIX
 HTTP_BACKUP_PREFIX = layout.FIREHOSE_HTTP_BACKUP_PREFIX

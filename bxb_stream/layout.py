@@ -1,29 +1,24 @@
 """Where things live in the pipeline's S3 bucket: one definition for the CDK stacks,
 the local Firehose runner and ClickHouse's S3Queue tables.
 
-Firehose's dynamic partitioning writes under
-``<stream>/organization_id=<org>/date=<YYYY-MM-DD>/hour=<HH>/`` where ``stream`` is
-the transform's partition key: ``events`` for on-time events, ``late`` for late ones.
+Firehose's dynamic partitioning writes every transformed event under
+``events/organization_id=<org>/date=<YYYY-MM-DD>/hour=<HH>/`` (the transform's partition
+keys). Lateness is not a prefix: ClickHouse decides it, for both delivery paths alike.
 Top-level prefixes never nest, so a glob over one can never reach another (in
 particular ClickHouse never reads Firehose's error output).
 """
 
 from __future__ import annotations
 
-# Values of the transform's ``stream`` partition key; they are also the top-level prefixes.
-EVENTS_STREAM = "events"
-LATE_STREAM = "late"
-
-EVENTS_PREFIX = f"{EVENTS_STREAM}/"
-LATE_PREFIX = f"{LATE_STREAM}/"
+EVENTS_PREFIX = "events/"
 ERRORS_PREFIX = "errors/"  # Firehose ErrorOutputPrefix root: errors/<error-output-type>/...
 HTTP_BACKUP_PREFIX = "http-backup/"  # the HTTP delivery stream's S3 backup
-# S3Queue moves each Parquet object it has ingested from events/ or late/ to
+# S3Queue moves each Parquet object it has ingested from events/ to
 # archive/<its key>: the long-term Parquet archive, outside every queue's glob, so a
 # file ClickHouse has forgotten (tracked-file TTL or limit) is never read again.
 ARCHIVE_PREFIX = "archive/"
 
-# Partition path below EVENTS_PREFIX / LATE_PREFIX, as Firehose's S3 prefix expression.
+# Partition path below EVENTS_PREFIX, as Firehose's S3 prefix expression.
 PARTITION_PATH = (
     "organization_id=!{partitionKeyFromLambda:organization_id}/"
     "date=!{partitionKeyFromLambda:date}/hour=!{partitionKeyFromLambda:hour}/"
@@ -36,12 +31,12 @@ DATA_RETENTION_DAYS = 30
 
 
 # Firehose's prefix expressions: what the CDK stacks configure and the local runner evaluates.
-FIREHOSE_DATA_PREFIX = "!{partitionKeyFromLambda:stream}/" + PARTITION_PATH
+FIREHOSE_DATA_PREFIX = EVENTS_PREFIX + PARTITION_PATH
 FIREHOSE_ERROR_PREFIX = ERRORS_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 FIREHOSE_HTTP_BACKUP_PREFIX = HTTP_BACKUP_PREFIX
 FIREHOSE_HTTP_BACKUP_ERROR_PREFIX = "http-backup-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 
 
-def partition_prefix(stream: str, organization_id: str, date: str, hour: str) -> str:
+def partition_prefix(organization_id: str, date: str, hour: str) -> str:
     """Concrete prefix of one partition, e.g. ``events/organization_id=acme/date=2024-05-01/hour=13/``."""
-    return f"{stream}/organization_id={organization_id}/date={date}/hour={hour}/"
+    return f"{EVENTS_PREFIX}organization_id={organization_id}/date={date}/hour={hour}/"

@@ -147,14 +147,21 @@ class ClickHouseStack:
 
         wait_until(done, timeout, what=f"S3Queue to process {list(keys)}")
 
+    def refresh(self) -> None:
+        """Run the resolver and the usage refresh now (tests never wait for their schedule)."""
+        from bxb_stream.clickhouse import status
+
+        status.refresh_now(self.client, self.database)
+
     def wait_usage_caught_up(self, timeout: float = 30.0) -> None:
-        """Until usage_hourly has been computed after the newest row of events_raw was inserted."""
+        """Until every landed row is resolved and every billed one is in usage_hourly."""
         from bxb_stream.clickhouse import status
 
         def caught_up() -> bool:
+            status.refresh_now(self.client, self.database)
             return status.usage_caught_up(self.client, self.database)
 
-        wait_until(caught_up, timeout, what="usage_hourly to refresh after the last insert")
+        wait_until(caught_up, timeout, what="the resolver and usage_hourly to take every landed row")
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +186,7 @@ def clickhouse_stack(clickhouse_engine: ch_engine.Engine, moto_s3: MotoS3) -> It
             "polling_max_timeout_ms": 300,
             "polling_backoff_ms": 100,
             "s3_retry_attempts": 2,  # a dead endpoint must fail fast, not hang
-            "usage_refresh_seconds": 1,
-            "usage_lookback_seconds": 60,
+            "refresh_seconds": 3600,  # tests run the resolver and the usage refresh themselves (refresh())
         }
         options.update(overrides)
         settings = ClickHouseSettings(**options)

@@ -8,7 +8,8 @@ Exception types that belong to other packages are matched here by type (imported
 so a command that never touches ClickHouse does not import its client), never by editing
 those packages: ``ConfigError`` (bxb_stream.config), ``PlanError`` (bxb_stream.plan),
 ``ClientUrlError`` (bxb_stream.clickhouse.client), ``UsageQueryError``
-(bxb_stream.clickhouse.usage), ``MigrationError`` (bxb_stream.clickhouse.migrations),
+(bxb_stream.clickhouse.usage), ``PeriodError`` and ``LateError`` (bxb_stream.clickhouse.periods,
+.late), ``MigrationError`` (bxb_stream.clickhouse.migrations),
 ``EngineError`` (bxb_stream.clickhouse.engine), ``HookConfigError`` (bxb_stream.transform.hooks),
 the local query relay's refusals
 (``bxb_stream.local.relay``), clickhouse-connect's errors, botocore's, and OS errors.
@@ -138,6 +139,8 @@ def _known(target: str | None) -> list[tuple[Any, Describe]]:
     ]
     table += _optional("bxb_stream.clickhouse.client", "ClientUrlError", str)
     table += _optional("bxb_stream.clickhouse.usage", "UsageQueryError", str)
+    table += _optional("bxb_stream.clickhouse.periods", "PeriodError", str)
+    table += _optional("bxb_stream.clickhouse.late", "LateError", str)
     table += _optional("bxb_stream.clickhouse.migrations", "MigrationError", str)
     table += _optional("bxb_stream.clickhouse.engine", "EngineError", str)
     table += _optional("bxb_stream.transform.hooks", "HookConfigError", lambda exc: f"hooks: {exc}")

@@ -29,8 +29,22 @@ SHARED_HELP: dict[str, str] = {
     "customers": "distinct external_customer_id values in the synthetic workload",
     "duplicate_share": "fraction of synthetic events sent twice with the same transaction_id (0-1)",
     "invalid_share": "fraction of synthetic events that break a schema rule (0-1)",
-    "late_share": "fraction of synthetic events older than the allowed lateness (0-1)",
+    "late_share": "fraction of synthetic events older than the grace, set aside as late (0-1)",
+    "conflict_share": "fraction of synthetic events that resend a transaction_id with another value (0-1)",
+    "backdated_share": "fraction of synthetic events a few days old, in an open period: billed (0-1)",
 }
+
+
+CLICKHOUSE_URL_HELP = (
+    "ClickHouse: http(s)://user:pass@host:port, chdb:///path, embedded, "
+    "or local+http://127.0.0.1:PORT (a running bxb-stream local --serve)"
+)
+
+
+def add_clickhouse_target(parser: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--database``: where a command reads or writes the billing tables."""
+    parser.add_argument("--url", required=True, help=CLICKHOUSE_URL_HELP)
+    parser.add_argument("--database", default="bxb", help="database of the tables (default bxb)")
 
 
 def utc_time(text: str) -> datetime:

@@ -41,6 +41,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--duplicate-share", type=float, default=0.02)
     p.add_argument("--invalid-share", type=float, default=0.01)
     p.add_argument("--late-share", type=float, default=0.01)
+    p.add_argument("--conflict-share", type=float, default=0.005)
+    p.add_argument("--backdated-share", type=float, default=0.01)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for delivery after producing")
     p.add_argument("--serve", action="store_true", help="keep running after the report, until Ctrl-C")
     p.add_argument("--serve-seconds", type=float, default=SERVE_MAX_SECONDS, help=argparse.SUPPRESS)
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
             duplicate_share=args.duplicate_share,
             invalid_share=args.invalid_share,
             late_share=args.late_share,
+            conflict_share=args.conflict_share,
+            backdated_share=args.backdated_share,
             timeout_s=args.timeout,
         )
     except (ConfigError, ValueError) as exc:
@@ -120,10 +124,11 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
         def produced(done: int) -> None:
             progress.update(produce, completed=done, rate=f"{done / max(time.monotonic() - started, 1e-9):,.0f}/s")
 
-        pipeline.produce(workload, on_progress=produced)
+        first_wave, resends = pipeline.resends(workload)
+        pipeline.produce(first_wave, on_progress=produced)
         tasks = {path: progress.add_task(f"{path}: read by Firehose", total=n, rate="") for path in pipeline.paths}
         stored = {
-            path: progress.add_task(f"{path}: queryable", total=pipeline.expected.kinds["stored"], rate="")
+            path: progress.add_task(f"{path}: billed", total=pipeline.expected.kinds["stored"], rate="")
             for path in pipeline.paths
         }
 
@@ -131,8 +136,12 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
             elapsed = max(time.monotonic() - started, 1e-9)
             for path, c in counts.items():
                 progress.update(tasks[path], completed=c.read, rate=f"{c.read / elapsed:,.0f}/s")
-                progress.update(stored[path], completed=c.stored, rate=f"{c.stored / elapsed:,.0f}/s")
+                progress.update(stored[path], completed=c.billed, rate=f"{c.billed / elapsed:,.0f}/s")
 
+        if resends:  # a client's later resends: sent once the first wave is stored
+            if not pipeline.wait_settled(delivered):
+                return False
+            pipeline.produce(resends, on_progress=lambda done: produced(len(first_wave) + done))
         return pipeline.wait_settled(delivered)
 
 

@@ -64,6 +64,11 @@ def register(subparsers: Any) -> None:
     g.add_argument("--duplicate-share", type=float, default=0.0)
     g.add_argument("--invalid-share", type=float, default=0.0)
     g.add_argument("--late-share", type=float, default=0.0)
+    g.add_argument("--conflict-share", type=float, default=0.0)
+    g.add_argument("--backdated-share", type=float, default=0.0)
+    g.add_argument(
+        "--grace-days", type=int, default=35, help="late events are older than this (ClickHouse grace_days; default 35)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=run)
 
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     limits = _limits(args)
     rules = EventRules.from_env()
-    events, total = _events(args, rules)
+    events, total = _events(args)
     with _Outcome(args.failed_file) as outcome:
         producer = _producer(args, rules, limits, outcome)
         started = time.monotonic()
@@ -102,7 +107,7 @@ def _limits(args: argparse.Namespace) -> Limits:
         raise UserError(f"--max-record-bytes: {exc}") from None
 
 
-def _events(args: argparse.Namespace, rules: EventRules) -> tuple[Iterator[Any], int | None]:
+def _events(args: argparse.Namespace) -> tuple[Iterator[Any], int | None]:
     """The events to send, and how many there are when known. Argument errors surface here,
     before anything connects."""
     if args.synthetic is None:
@@ -117,7 +122,9 @@ def _events(args: argparse.Namespace, rules: EventRules) -> tuple[Iterator[Any],
         duplicate_share=args.duplicate_share,
         invalid_share=args.invalid_share,
         late_share=args.late_share,
-        allowed_lateness_seconds=rules.allowed_lateness_seconds,
+        conflict_share=args.conflict_share,
+        backdated_share=args.backdated_share,
+        grace_days=args.grace_days,
     )
     try:
         first = next(generated, None)  # the generator checks its arguments on the first event

@@ -45,7 +45,6 @@ class ClickHouseSettings:
     # file still there when S3Queue forgets it (TTL, limit) is read again.
     move_processed: bool = True
     archive_prefix: str = layout.ARCHIVE_PREFIX
-    late_prefix: str = layout.LATE_PREFIX
     errors_prefix: str = layout.ERRORS_PREFIX
     http_backup_prefix: str = layout.HTTP_BACKUP_PREFIX
     # S3Queue. Unordered mode keeps every processed file in Keeper; an entry dropped by the
@@ -65,11 +64,20 @@ class ClickHouseSettings:
     loading_retries: int = 10
     # 0 leaves ClickHouse's default; tests lower it so a stopped mock endpoint does not hang.
     s3_retry_attempts: int = 0
-    # usage_hourly is recomputed from deduplicated events this often; the lookback covers
-    # rows committed while a previous refresh ran.
-    usage_refresh_seconds: int = 60
-    usage_lookback_seconds: int = 600
-    dedup_window: int = 10_000  # non_replicated_deduplication_window: inserts remembered per table
+    # Billing: how often the resolver classifies newly landed events (billed, duplicate,
+    # conflict, late) and usage_hourly adds what was billed; events are billable within
+    # about two intervals of landing. Each run takes at most *_batch_rows (one atomic part).
+    refresh_seconds: int = 10
+    resolve_batch_rows: int = 500_000
+    usage_batch_rows: int = 1_000_000
+    # A transaction_id is billed at most once among copies resolved within this many days.
+    dedup_window_days: int = 35
+    # Until an organization closes a period (bxb-stream periods close), an event more than
+    # this many days older than its arrival is late: kept aside, billed only if accepted.
+    grace_days: int = 35
+    # non_replicated_deduplication_window: inserts remembered per table, so a retried HTTP
+    # request (same insert_deduplication_token) stores nothing twice.
+    insert_dedup_window: int = 10_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bucket_url", self.bucket_url.rstrip("/"))
@@ -104,8 +112,6 @@ class ClickHouseSettings:
                 raise ConfigError(name, f"must be an integer in [{low}, {high}], got {value!r}")
         if self.polling_min_timeout_ms > self.polling_max_timeout_ms:
             raise ConfigError("polling_min_timeout_ms", "must not exceed polling_max_timeout_ms")
-        if self.usage_lookback_seconds < 2 * self.usage_refresh_seconds:
-            raise ConfigError("usage_lookback_seconds", "must be at least twice usage_refresh_seconds")
 
     @property
     def credentials_mode(self) -> CredentialsMode:
@@ -136,7 +142,7 @@ class ClickHouseSettings:
 
 
 ENV_PREFIX = "BXB_CLICKHOUSE_"
-_PREFIX_FIELDS = ("events_prefix", "late_prefix", "errors_prefix", "http_backup_prefix", "archive_prefix")
+_PREFIX_FIELDS = ("events_prefix", "errors_prefix", "http_backup_prefix", "archive_prefix")
 _BOUNDS = (
     ("tracked_files_limit", 1_000, 100_000_000),
     ("tracked_file_ttl_sec", 0, 10 * 366 * 86_400),
@@ -145,9 +151,12 @@ _BOUNDS = (
     ("polling_backoff_ms", 0, 600_000),
     ("loading_retries", 0, 1_000),
     ("s3_retry_attempts", 0, 1_000),
-    ("usage_refresh_seconds", 1, 86_400),
-    ("usage_lookback_seconds", 2, 7 * 86_400),
-    ("dedup_window", 1, 10_000_000),
+    ("refresh_seconds", 1, 3_600),
+    ("resolve_batch_rows", 1_000, 10_000_000),
+    ("usage_batch_rows", 1_000, 10_000_000),
+    ("dedup_window_days", 1, 3_660),
+    ("grace_days", 1, 3_660),
+    ("insert_dedup_window", 1, 10_000_000),
 )
 
 

@@ -3,7 +3,7 @@
 from bxb_stream.events.errors import EventError
 from bxb_stream.events.lines import OutputEvent, StoredEvent, read_line, to_line
 from bxb_stream.events.schema import FIELDS, Field, Kind, arrow_schema, clickhouse_columns, glue_columns
-from bxb_stream.events.validate import decode, decode_base64, normalize, normalize_bytes
+from bxb_stream.events.validate import decode, normalize, normalize_bytes
 
 __all__ = [
     "FIELDS",
@@ -15,7 +15,6 @@ __all__ = [
     "arrow_schema",
     "clickhouse_columns",
     "decode",
-    "decode_base64",
     "glue_columns",
     "normalize",
     "normalize_bytes",

@@ -90,6 +90,14 @@ FIELDS: tuple[Field, ...] = (
         max_length=128,
     ),
     Field("ingested_at", Kind.TIMESTAMP_MS, "When the transform processed the event.", origin=Origin.PIPELINE),
+    # The same on every path and every retry of one Kinesis record: lateness is measured from it,
+    # and a missing timestamp defaults to it.
+    Field(
+        "arrived_at",
+        Kind.TIMESTAMP_MS,
+        "When the Kinesis record that carried the event arrived in the stream.",
+        origin=Origin.PIPELINE,
+    ),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -10,7 +10,6 @@ both avoid per-call allocation beyond the output dict.
 
 from __future__ import annotations
 
-import binascii
 import functools
 import math
 import re
@@ -24,7 +23,7 @@ import msgspec
 from bxb_stream.config import ORG_ID_PATTERN, EventRules
 from bxb_stream.events.errors import EventError
 from bxb_stream.events.lines import MIN_TIMESTAMP_MS, OutputEvent
-from bxb_stream.events.schema import FIELD_BY_NAME, FIELDS, INPUT_FIELDS, REQUIRED_FIELDS, Kind
+from bxb_stream.events.schema import FIELD_BY_NAME, FIELDS, INPUT_FIELDS, REQUIRED_FIELDS, Kind, Origin
 
 # KPL aggregated records start with these bytes (aws/amazon-kinesis-producer aggregation-format.md).
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -33,8 +32,12 @@ DECIMAL_SCALE = 18
 DECIMAL_LIMIT = Decimal(10) ** 20
 
 _NUMERIC = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
+# Unix seconds beyond this cannot be a valid timestamp (year ~33658); checked before any
+# multiplication, so no float overflows and no huge integer is built.
+_MAX_TIMESTAMP_S = 10**12
 _STRING_FIELDS = tuple((f.name, f.max_length) for f in FIELDS if f.required)
 _INPUT_FIELDS = INPUT_FIELDS
+_PIPELINE_FIELDS = tuple(f.name for f in FIELDS if f.origin is Origin.PIPELINE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -69,13 +72,6 @@ _typed_decoder = msgspec.json.Decoder(InputEvent)
 _any_decoder = msgspec.json.Decoder()
 _exact_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _canonical_encoder = msgspec.json.Encoder(order="sorted")
-
-
-def decode_base64(data: str | bytes) -> bytes:
-    try:
-        return binascii.a2b_base64(data, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EventError("not_base64", f"record data is not valid base64 ({exc})") from None
 
 
 def decode(data: bytes, max_bytes: int) -> Any:
@@ -152,7 +148,7 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
         ts = ev.timestamp
         if ts is None:
             ts_ms = arrival_ms
-        elif type(ts) is float:  # msgspec refuses non-finite numbers already
+        elif type(ts) is float and -_MAX_TIMESTAMP_S < ts < _MAX_TIMESTAMP_S:  # msgspec refuses non-finite ones
             ts_ms = int(ts * 1000 + 0.5)
         else:
             ts_ms = parse_timestamp(ts)
@@ -175,7 +171,9 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
             text,
             default_org if org is None and default_org else _organization(org, rules),
             ingested_ms,
-            ev.value,  # msgspec's float decoder already refuses non-finite numbers
+            arrival_ms,
+            # msgspec refuses non-finite numbers already; + 0.0 makes -0.0 plain 0.0 (one spelling per value)
+            None if ev.value is None else ev.value + 0.0,
             None if dec is None else parse_decimal(dec),
         )
 
@@ -211,6 +209,7 @@ def normalize(raw: Any, rules: EventRules, *, arrival_ms: int, ingested_ms: int)
         properties=canonical_properties(props, rules),
         organization_id=_organization(raw.get("organization_id"), rules),
         ingested_at=ingested_ms,
+        arrived_at=arrival_ms,
         value=None if value is None else _float(value),
         decimal_value=None if dec is None else parse_decimal(dec),
     )
@@ -227,7 +226,8 @@ def canonical_properties(props: dict[str, Any] | None, rules: EventRules) -> str
             f"properties are {len(text)} bytes as JSON, limit {rules.max_properties_bytes}",
         )
     if "{" in text[1:] or "[" in text:  # only nested (or bracket-bearing) properties need the walk
-        _check_depth(props, rules.max_properties_depth)
+        # The depth of what is stored: the text read back, whatever containers produced it.
+        _check_depth(_any_decoder.decode(text), rules.max_properties_depth)
     return text
 
 
@@ -238,21 +238,60 @@ def to_dict(event: Any) -> dict[str, Any]:
     return out
 
 
-def from_dict(event: Any, rules: EventRules) -> Any:
-    """A hook's returned dict -> ``OutputEvent``, re-checked against the schema."""
-    check_normalized(event, rules)
-    fields = dict(event)
-    fields["properties"] = canonical_properties(fields["properties"], rules)
-    return OutputEvent(**fields)
+def from_dict(event: Any, original: Any, rules: EventRules) -> Any:
+    """A hook's returned dict -> ``OutputEvent``, re-checked against the schema and the rules.
+
+    ``original`` is the event the hooks started from: pipeline-set fields must come back
+    unchanged, and the timestamp is judged against the same arrival time."""
+    if type(event) is not dict:
+        raise EventError("not_object", f"hook returned {_json_type(event)}, not an object")
+    if event.keys() != FIELD_BY_NAME.keys():
+        extra = sorted(map(str, event.keys() - FIELD_BY_NAME.keys()))
+        missing = sorted(FIELD_BY_NAME.keys() - event.keys())
+        raise EventError(
+            f"unknown_field:{extra[0]}" if extra else f"missing_field:{missing[0]}",
+            "hook changed the event's fields",
+        )
+    for name in _PIPELINE_FIELDS:
+        if event[name] != getattr(original, name):
+            raise EventError(f"reserved_field:{name}", f"hook changed {name}, which the pipeline sets")
+    for name, max_length in _STRING_FIELDS:
+        value = event[name]
+        if type(value) is not str or len(value) > max_length or not value.strip():
+            _reject_string(name, value)
+    ts = event["timestamp"]
+    if type(ts) is not int:
+        raise EventError("wrong_type:timestamp", f"hook left timestamp={show(ts)}, not UTC milliseconds")
+    _check_time(ts, ts, original.arrived_at, rules)
+    props = event["properties"]
+    if type(props) is not dict:
+        raise EventError("wrong_type:properties", f"hook left properties as {_json_type(props)}, not an object")
+    try:
+        text = canonical_properties(props, rules)
+    except (TypeError, ValueError, OverflowError) as exc:  # values JSON cannot carry (sets, bytes, NaN, ...)
+        raise EventError("wrong_type:properties", f"hook left properties that are not JSON: {exc}") from None
+    value, dec = event["value"], event["decimal_value"]
+    return OutputEvent(
+        transaction_id=event["transaction_id"],
+        external_customer_id=event["external_customer_id"],
+        code=event["code"],
+        timestamp=ts,
+        properties=text,
+        organization_id=_organization(event["organization_id"], rules),
+        ingested_at=original.ingested_at,
+        arrived_at=original.arrived_at,
+        value=None if value is None else _float(value),
+        decimal_value=None if dec is None else parse_decimal(dec),
+    )
 
 
 def _check_time(ts: Any, ts_ms: int, arrival_ms: int, rules: EventRules) -> None:
     if ts_ms < MIN_TIMESTAMP_MS:
-        raise EventError("timestamp_before_2000", f"timestamp {ts!r} is before 2000-01-01")
+        raise EventError("timestamp_before_2000", f"timestamp {show(ts)} is before 2000-01-01")
     if ts_ms > arrival_ms + rules.future_skew_ms:
         raise EventError(
             "timestamp_in_future",
-            f"timestamp {ts!r} is more than {rules.future_skew_seconds}s after arrival",
+            f"timestamp {show(ts)} is more than {rules.future_skew_seconds}s after arrival",
         )
 
 
@@ -260,67 +299,55 @@ def _first_blank(*pairs: tuple[str, str]) -> tuple[str, str]:
     return next(pair for pair in pairs if pair[1].isspace())
 
 
-_NORMALIZED_KIND_CHECKS: dict[Kind, Any] = {
-    Kind.STRING: lambda v: type(v) is str and v != "" and not v.isspace(),
-    Kind.TIMESTAMP_MS: lambda v: type(v) is int and v >= MIN_TIMESTAMP_MS,
-    Kind.JSON: lambda v: type(v) is dict,
-    Kind.FLOAT: lambda v: type(v) is float and math.isfinite(v),
-    Kind.DECIMAL: lambda v: type(v) is str,
-}
-
-
-def check_normalized(event: Any, rules: EventRules) -> None:
-    """Re-check an event a user hook returned: same fields, same kinds, same limits."""
-    if type(event) is not dict:
-        raise EventError("not_object", f"hook returned {_json_type(event)}, not an object")
-    if set(event) != set(FIELD_BY_NAME):
-        extra = sorted(set(event) - set(FIELD_BY_NAME))
-        missing = sorted(set(FIELD_BY_NAME) - set(event))
-        raise EventError(
-            f"unknown_field:{extra[0]}" if extra else f"missing_field:{missing[0]}",
-            "hook changed the event's fields",
-        )
-    for field in FIELDS:
-        value = event[field.name]
-        if value is None and field.nullable:
-            continue
-        too_long = field.max_length is not None and type(value) is str and len(value) > field.max_length
-        if too_long or not _NORMALIZED_KIND_CHECKS[field.kind](value):
-            raise EventError(f"wrong_type:{field.name}", f"hook left {field.name}={value!r}")
-    if event["organization_id"] != rules.organization_id and not rules.multi_tenant:
-        raise EventError("organization_mismatch", "hook changed organization_id")
-    if event["decimal_value"] is not None:
-        parse_decimal(event["decimal_value"])
-
-
 # --------------------------------------------------------------------------- field parsers
 
 
 def parse_timestamp(ts: Any) -> int:
-    """Unix seconds (int, float, numeric string) or ISO-8601 with offset -> UTC ms."""
+    """Unix seconds (int, float, numeric string) or ISO-8601 with offset -> UTC ms.
+
+    Seconds far outside any valid range come back clamped (still invalid), so the caller's
+    range check names them, and nothing overflows on the way."""
     kind = type(ts)
     if kind is int:
-        return ts * 1000
-    if kind is Decimal:
-        if not ts.is_finite():
-            raise EventError("bad_timestamp", f"timestamp {ts!r} is not finite")
-        return int((ts * 1000).to_integral_value())
-    if kind is float:
-        if not math.isfinite(ts):
-            raise EventError("bad_timestamp", f"timestamp {ts!r} is not finite")
-        return round(ts * 1000)
+        return _seconds_to_ms(ts)
+    if kind is float or kind is Decimal:
+        if not (math.isfinite(ts) if kind is float else ts.is_finite()):
+            raise EventError("bad_timestamp", f"timestamp {show(ts)} is not finite")
+        return _seconds_to_ms(ts)
     if kind is str:
         if _NUMERIC.match(ts):
-            return int((Decimal(ts) * 1000).to_integral_value())
+            return _seconds_to_ms(Decimal(ts))
         try:
             parsed = datetime.fromisoformat(ts)
         except ValueError:
-            raise EventError("bad_timestamp", f"timestamp {ts!r} is neither Unix seconds nor ISO-8601") from None
+            raise EventError("bad_timestamp", f"timestamp {show(ts)} is neither Unix seconds nor ISO-8601") from None
         if parsed.tzinfo is None:
-            raise EventError("bad_timestamp", f"timestamp {ts!r} has no UTC offset")
+            raise EventError("bad_timestamp", f"timestamp {show(ts)} has no UTC offset")
         delta = parsed - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     raise EventError("bad_timestamp", f"timestamp must be a number or string, got {_json_type(ts)}")
+
+
+def _seconds_to_ms(seconds: int | float | Decimal) -> int:
+    """Finite seconds -> ms, rounding half up; beyond +-_MAX_TIMESTAMP_S clamped to it (compared, never scaled)."""
+    if seconds > _MAX_TIMESTAMP_S:
+        return _MAX_TIMESTAMP_S * 1000
+    if seconds < -_MAX_TIMESTAMP_S:
+        return -_MAX_TIMESTAMP_S * 1000
+    if type(seconds) is int:
+        return seconds * 1000
+    if type(seconds) is float:
+        return round(seconds * 1000)
+    return int((seconds * 1000).to_integral_value())
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """``repr`` for an error message: bounded, and safe for integers too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        return "<an integer too long to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_decimal(value: Any) -> str:
@@ -330,7 +357,7 @@ def parse_decimal(value: Any) -> str:
         try:
             dec = Decimal(value.strip())
         except InvalidOperation:
-            raise EventError("bad_decimal", f"decimal_value {value[:40]!r} is not a decimal number") from None
+            raise EventError("bad_decimal", f"decimal_value {show(value)} is not a decimal number") from None
     elif kind is int or kind is Decimal:
         dec = Decimal(value)
     elif kind is float:
@@ -342,7 +369,8 @@ def parse_decimal(value: Any) -> str:
         )
     if not dec.is_finite():
         raise EventError("bad_decimal", "decimal_value must be finite")
-    if abs(dec) >= DECIMAL_LIMIT:
+    # copy_abs and comparison never round, so a huge exponent cannot overflow the context.
+    if dec.copy_abs() >= DECIMAL_LIMIT:
         raise EventError("decimal_out_of_range", "decimal_value must be below 10^20 in magnitude")
     exponent = dec.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -DECIMAL_SCALE:
@@ -354,7 +382,7 @@ def _float(value: Any) -> float:
     kind = type(value)
     if kind is float:
         if math.isfinite(value):
-            return value
+            return value + 0.0  # -0.0 becomes 0.0: one spelling per value
         raise EventError("bad_value", "value must be finite")
     if kind is int:
         try:
@@ -362,7 +390,7 @@ def _float(value: Any) -> float:
         except OverflowError:
             raise EventError("bad_value", "value is too large for a float") from None
     if kind is Decimal:
-        if value.is_finite() and abs(value) < Decimal("1e308"):
+        if value.is_finite() and value.copy_abs() < Decimal("1e308"):
             return float(value)
         raise EventError("bad_value", "value must be finite")
     raise EventError("wrong_type:value", f"value must be a number, got {_json_type(value)}")

@@ -71,7 +71,7 @@ class ProcessorStats:
     ok: int = 0
     dropped: int = 0
     failed: int = 0
-    late: int = 0  # Ok records the transform routed to the late stream
+    conflicts: int = 0  # Ok records whose transaction came earlier in their batch with another payload
     reasons: Counter[str] = field(default_factory=Counter)  # the transform's own drop/reject codes
     error_codes: Counter[str] = field(default_factory=Counter)
     unknown_record_ids: int = 0  # ids in a response that were never sent (ignored, as check_response does)
@@ -207,7 +207,7 @@ class Processor:
         rejections: dict[str, str] = {}
         if batch_stats is not None:
             stats.reasons.update(batch_stats.reasons)
-            stats.late += batch_stats.late
+            stats.conflicts += batch_stats.conflicts
             rejections = {r.record_id: f"{r.code}: {r.message}" for r in batch_stats.rejections}
         ended = int(self.wall() * 1000)
         outcome = Outcome()

@@ -44,7 +44,7 @@ class DeliveryStats:
     error_outputs: Counter[str] = field(default_factory=Counter)  # error output, by error-output type
     backed_up: Counter[str] = field(default_factory=Counter)  # HTTP backup, by error code
     transform_reasons: Counter[str] = field(default_factory=Counter)  # the transform's drop/reject codes
-    late: int = 0
+    conflicts: int = 0  # Ok, and stored by ClickHouse as conflicts
     invocations: int = 0
     failed_invocations: int = 0
     objects_written: int = 0
@@ -249,7 +249,7 @@ class DeliveryStream:
             error_records=Counter(errors.records),
             error_outputs=Counter(errors.by_output_type),
             transform_reasons=Counter(proc.reasons),
-            late=proc.late,
+            conflicts=proc.conflicts,
             invocations=proc.invocations,
             failed_invocations=proc.failed_invocations,
         )

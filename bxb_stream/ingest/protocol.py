@@ -45,13 +45,21 @@ class Limits:
 class FirehoseRequest:
     request_id: str
     timestamp_ms: int
-    records: list[str]  # base64 data of each record (empty when ``lines`` holds them decoded)
-    lines: list[bytes] | None = None  # every record decoded, when all were valid base64
+    lines: list[bytes] | None  # every record decoded, when all were valid base64 (decoded once, in C)
+    body: bytes  # the JSON body, for the records' text as received (dead letters only)
     headers: dict[str, str] = field(default_factory=dict)
+    _texts: list[str] | None = None
 
     @property
     def source_arn(self) -> str:
         return self.headers.get("x-amz-firehose-source-arn", "")
+
+    @property
+    def records(self) -> list[str]:
+        """Each record's data as received (base64 text): read from the body on first use only."""
+        if self._texts is None:
+            self._texts = [r.data for r in _body_decoder.decode(self.body).records]
+        return self._texts
 
 
 class _Record(msgspec.Struct):
@@ -81,6 +89,10 @@ _decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
 
 def access_key(event: dict[str, Any]) -> str | None:
     return _headers(event).get("x-amz-firehose-access-key")
+
+
+def source_arn(event: dict[str, Any]) -> str:
+    return _headers(event).get("x-amz-firehose-source-arn", "")
 
 
 def header_request_id(event: dict[str, Any]) -> str:
@@ -120,10 +132,10 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
         raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
     if isinstance(parsed, _DecodedBody):
         lines = list(map(_DATA, parsed.records))
-        return FirehoseRequest(parsed.requestId, parsed.timestamp, records=[], lines=lines, headers=headers)
-    return FirehoseRequest(
-        parsed.requestId, parsed.timestamp, records=[r.data for r in parsed.records], headers=headers
-    )
+        return FirehoseRequest(parsed.requestId, parsed.timestamp, lines, raw, headers)
+    request = FirehoseRequest(parsed.requestId, parsed.timestamp, None, raw, headers)
+    request._texts = [r.data for r in parsed.records]
+    return request
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

@@ -5,12 +5,17 @@ request is parsed at once by pyarrow's JSON reader (``events.table.read_table``)
 inserted as Arrow: no Python object per value on the way to ClickHouse. Otherwise
 each line is judged alone (``events.lines.read_line``), so every bad one becomes a
 dead letter that names its problem, and the good ones still form one table.
+
+The transform is not trusted blindly: the fields it sets are checked again here
+(``Trust``), column-wise, and a row that fails goes to the dead letters too.
+A dead letter keeps the record's data exactly as received (base64), so it can be replayed.
 """
 
 from __future__ import annotations
 
 import binascii
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,16 +27,27 @@ from bxb_stream.events.table import from_events, read_table
 if TYPE_CHECKING:
     import pyarrow as pa
 
-DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(name for name, _ in tables.DEAD_LETTER_COLUMN_TYPES)
+DEAD_LETTER_COLUMNS: tuple[str, ...] = tables.DEAD_LETTER_COLUMNS
 DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the ingest re-checks of the fields the transform sets."""
+
+    organization_id: str = ""  # the deployment's organization: every row must carry it ...
+    multi_tenant: bool = False  # ... unless any organization is allowed
+    # ingested_at must lie within [now - max_age, now + skew]: Firehose retries for at most
+    # two hours after buffering, so anything older was not written by this deployment's transform.
+    max_age_ms: int = 7 * 86_400_000
+    skew_ms: int = 300_000
 
 
 @dataclass
 class Batch:
-    """One request's rows: ``events`` for events_raw, ``late`` for events_late, ``dead`` for dead letters."""
+    """One request's rows: ``events`` for events_raw, ``dead`` for dead letters."""
 
     events: pa.Table | None = None
-    late: pa.Table | None = None
     dead: list[list[Any]] = field(default_factory=lambda: [[] for _ in DEAD_LETTER_COLUMNS])
     dead_codes: dict[str, int] = field(default_factory=dict)
 
@@ -40,65 +56,112 @@ class Batch:
         return self.events.num_rows if self.events is not None else 0
 
     @property
-    def late_rows(self) -> int:
-        return self.late.num_rows if self.late is not None else 0
-
-    @property
     def dead_rows(self) -> int:
         return len(self.dead[0])
 
 
+Texts = Callable[[], Sequence[str]]  # each record's data as received (base64 text), read on demand
+
+
 def build_batch(
     request_id: str,
-    records: list[str],
-    default_organization: str = "",
-    lateness_ms: int | None = None,
+    texts: Texts,
+    trust: Trust,
     lines: list[bytes] | None = None,
+    *,
+    now_ms: int | None = None,
 ) -> Batch:
-    """Records -> one table (and dead letters). One parse for the whole request when every
-    record is sound; record by record only when one is not, to name each problem.
+    """Records -> one table (and dead letters).
 
-    With ``lateness_ms``, events older than that when the transform saw them go to
-    ``late`` (the HTTP path's side output; the S3 path splits by prefix).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    ``lines`` are the records already decoded (the request parser's one-pass decode, when
+    every record was base64); ``texts`` is then called only if a dead letter needs a record
+    as it was received."""
     batch = Batch()
     if lines is None:
         try:
-            lines = [binascii.a2b_base64(data, strict_mode=True) for data in records]
+            lines = [binascii.a2b_base64(data, strict_mode=True) for data in texts()]
         except (binascii.Error, ValueError):
             lines = None
     table = read_table(lines) if lines else None
     if table is None:
-        texts = records or [binascii.b2a_base64(line, newline=False).decode("ascii") for line in lines or ()]
-        events = _one_by_one(batch, request_id, texts, default_organization)
-        table = from_events(events) if events else None
-    if table is not None and lateness_ms is not None:
-        age = pc.subtract(table.column("ingested_at"), table.column("timestamp"))
-        late = pc.greater(age, pa.scalar(lateness_ms, pa.duration("ms")))
-        if pc.any(late).as_py():
-            batch.late = table.filter(late)
-            table = table.filter(pc.invert(late))
+        indexed = _one_by_one(batch, request_id, texts, lines, trust.organization_id)
+        if indexed:
+            table = from_events([event for _, event in indexed])
+            rows = [index for index, _ in indexed]
+        else:
+            rows = []
+    else:
+        rows = list(range(table.num_rows))
+    if table is not None:
+        table = _trusted(batch, request_id, table, rows, texts, trust, now_ms)
     if table is not None and table.num_rows:
         batch.events = table
     return batch
 
 
-def _one_by_one(batch: Batch, request_id: str, records: list[str], org: str) -> list[Any]:
+def _one_by_one(
+    batch: Batch, request_id: str, texts: Texts, lines: list[bytes] | None, org: str
+) -> list[tuple[int, Any]]:
+    """(record index, event) of every sound line; a dead letter for each of the others."""
     events = []
-    for index, data in enumerate(records):
+    count = len(lines) if lines is not None else len(texts())
+    for index in range(count):
+        if lines is not None:
+            line = lines[index]
+        else:
+            data = texts()[index]
+            try:
+                line = binascii.a2b_base64(data, strict_mode=True)
+            except (binascii.Error, ValueError):
+                _dead(batch, request_id, index, data, "not_base64", "record data is not valid base64", org)
+                continue
         try:
-            line = binascii.a2b_base64(data, strict_mode=True)
-        except (binascii.Error, ValueError):
-            _dead(batch, request_id, index, data, "not_base64", "record data is not valid base64", org)
-            continue
-        try:
-            events.append(read_line(line))
+            events.append((index, read_line(line)))
         except EventError as exc:
-            _dead(batch, request_id, index, _text(line), exc.code, exc.message, org)
+            _dead(batch, request_id, index, texts()[index], exc.code, exc.message, org)
     return events
+
+
+def _trusted(
+    batch: Batch,
+    request_id: str,
+    table: pa.Table,
+    rows: list[int],
+    texts: Texts,
+    trust: Trust,
+    now_ms: int | None,
+) -> pa.Table | None:
+    """The table without the rows whose transform-set fields cannot be right (each a dead letter)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    ingested = table.column("ingested_at").cast(pa.int64())
+    arrived = table.column("arrived_at").cast(pa.int64())
+    checks = [
+        ("ingested_at_out_of_range", "ingested_at is not within the transform's possible time",
+         pc.or_(pc.less(ingested, now - trust.max_age_ms), pc.greater(ingested, now + trust.skew_ms))),
+        ("arrived_after_ingested", "arrived_at is after ingested_at", pc.greater(arrived, ingested)),
+    ]  # fmt: skip
+    if not trust.multi_tenant:
+        checks.append(
+            (
+                "organization_mismatch",
+                "organization_id does not match this deployment",
+                pc.not_equal(table.column("organization_id"), trust.organization_id),
+            )
+        )
+    bad = None
+    for code, message, mask in checks:
+        mask = pc.fill_null(mask, True)
+        if not pc.any(mask).as_py():
+            continue
+        flagged = pc.and_not(mask, bad) if bad is not None else mask  # one dead letter per row: its first problem
+        for position in pc.indices_nonzero(flagged).to_pylist():
+            index = rows[position]
+            _dead(batch, request_id, index, texts()[index], code, message, trust.organization_id)
+        bad = mask if bad is None else pc.or_(bad, mask)
+    return table if bad is None else table.filter(pc.invert(bad))
 
 
 def _dead(batch: Batch, request_id: str, index: int, raw: str, code: str, message: str, org: str) -> None:
@@ -109,7 +172,3 @@ def _dead(batch: Batch, request_id: str, index: int, raw: str, code: str, messag
     ):
         column.append(value)
     batch.dead_codes[code] = batch.dead_codes.get(code, 0) + 1
-
-
-def _text(line: bytes) -> str:
-    return line.decode("utf-8", errors="backslashreplace")

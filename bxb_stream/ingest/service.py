@@ -1,25 +1,29 @@
 """The ingest endpoint's logic: authenticate, parse, insert, answer. No Lambda types here.
 
-Commit rule: a 200 goes back only after every insert (events, late events,
-dead letters) has returned; any failure answers 503 and Firehose retries the same
-request. Each insert carries ``insert_deduplication_token`` derived from the
-Firehose request id, so the retry cannot store a row twice.
+Rows land in ``events_raw``; ClickHouse's resolver bills each transaction once from there,
+exactly as it does for the S3 path (lateness included).
+
+Commit rule: a 200 goes back only after every insert (events, dead letters) has returned;
+any failure answers 503 and Firehose retries the same request. Each insert carries
+``insert_deduplication_token`` derived from the Firehose request id, so the retry cannot
+store a row twice (and a copy that got through anyway is a duplicate to the resolver).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
 from bxb_stream.clickhouse import tables
+from bxb_stream.config import EventRules
 from bxb_stream.ingest import protocol
 from bxb_stream.ingest.protocol import Limits, ProtocolError
-from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, build_batch
+from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, Trust, build_batch
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +42,21 @@ class KeyCheck(Protocol):
 class IngestSettings:
     database: str = "bxb"
     events_table: str = tables.EVENTS_RAW
-    late_table: str = tables.EVENTS_LATE
     dead_letter_table: str = tables.DEAD_LETTER
-    default_organization: str = ""
-    # Events older than this when transformed go to late_table, as the S3 path's late prefix does.
-    allowed_lateness_seconds: int | None = 86_400
+    trust: Trust = field(default_factory=Trust)  # what is re-checked of the transform's fields
+    # The delivery stream allowed to call (X-Amz-Firehose-Source-Arn); empty accepts any.
+    source_arn: str = ""
     limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
+        """The ingest Lambda's settings: the event rules as the transform reads them, plus where to insert."""
+        rules = EventRules.from_env(environ)
+        return cls(
+            database=environ.get("BXB_CLICKHOUSE_DATABASE", "bxb"),
+            trust=Trust(organization_id=rules.organization_id, multi_tenant=rules.multi_tenant),
+            source_arn=environ.get("BXB_FIREHOSE_SOURCE_ARN", ""),
+        )
 
 
 @dataclass
@@ -53,7 +66,6 @@ class Outcome:
     status: int
     request_id: str
     rows_inserted: int = 0
-    rows_late: int = 0
     dead_lettered: int = 0
     dead_codes: dict[str, int] = field(default_factory=dict)
     clickhouse_seconds: float = 0.0
@@ -65,41 +77,44 @@ class Outcome:
 
 
 class IngestService:
-    def __init__(self, keys: KeyCheck, client_factory: Callable[[], Any], settings: IngestSettings) -> None:
+    def __init__(
+        self,
+        keys: KeyCheck,
+        client_factory: Callable[[], Any],
+        settings: IngestSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = keys
         self.client_factory = client_factory
         self.settings = settings
+        self.clock = clock
         self._client: Any = None
 
     def handle(self, event: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
         request_id = protocol.header_request_id(event)
         if not self.keys.accepts(protocol.access_key(event)):
             return self._answer(Outcome(401, request_id, error="missing or invalid X-Amz-Firehose-Access-Key"))
+        source = protocol.source_arn(event)
+        if self.settings.source_arn and source != self.settings.source_arn:
+            return self._answer(Outcome(401, request_id, error=f"not from this pipeline's delivery stream: {source!r}"))
         try:
             request = protocol.parse_request(event, self.settings.limits)
         except ProtocolError as exc:
             return self._answer(Outcome(exc.status, request_id, error=exc.message))
         outcome = Outcome(200, request.request_id)
-        lateness = self.settings.allowed_lateness_seconds
+        now_ms = int(self.clock() * 1000)
         batch = build_batch(
-            request.request_id,
-            request.records,
-            self.settings.default_organization,
-            None if lateness is None else lateness * 1000,
-            request.lines,
+            request.request_id, lambda: request.records, self.settings.trust, request.lines, now_ms=now_ms
         )
         started = time.perf_counter()
         try:
             client = self._connect()
             rid = request.request_id
             # One token per table: a retry of this request deduplicates in each of them.
-            for table, rows, token in (
-                (self.settings.events_table, batch.events, rid),
-                (self.settings.late_table, batch.late, f"{rid}:late"),
-            ):
-                if rows is not None and rows.num_rows:
-                    settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-                    client.insert_arrow(self._table(table), rows, settings=settings)
+            if batch.events is not None:
+                settings = {**INSERT_SETTINGS, "insert_deduplication_token": rid}
+                client.insert_arrow(self._table(self.settings.events_table), batch.events, settings=settings)
             if batch.dead_rows:
                 client.insert(
                     self._table(self.settings.dead_letter_table),
@@ -116,7 +131,7 @@ class IngestService:
         finally:
             outcome.clickhouse_seconds = time.perf_counter() - started
         if outcome.status == 200:
-            outcome.rows_inserted, outcome.rows_late = batch.rows, batch.late_rows
+            outcome.rows_inserted = batch.rows
             outcome.dead_lettered, outcome.dead_codes = batch.dead_rows, batch.dead_codes
         return self._answer(outcome)
 

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bxb_stream.clickhouse import engine as ch_engine
-from bxb_stream.clickhouse import migrations, status
+from bxb_stream.clickhouse import ledger, migrations, status
 from bxb_stream.clickhouse import tables as t
+from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
-from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, LATE_PREFIX
+from bxb_stream.ingest.rows import Trust
+from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.local import settings as local_settings
 from bxb_stream.local.aws import AwsStandIn
 from bxb_stream.local.function_url import FunctionUrlServer
@@ -33,6 +35,7 @@ from bxb_stream.local.reconcile import Expected, PathCounts
 from bxb_stream.producer import LEGACY, Producer
 from bxb_stream.producer.synthetic import Expect, generate
 from bxb_stream.transform import Transformer, load_hooks
+from bxb_stream.transform.process import is_rejection
 
 ACCESS_KEY_SECRET = "bxb/local/firehose-access-key"
 
@@ -50,6 +53,8 @@ class LocalOptions:
     duplicate_share: float = 0.02
     invalid_share: float = 0.01
     late_share: float = 0.01
+    conflict_share: float = 0.005  # sent after the rest is stored (``resends``), so they are conflicts
+    backdated_share: float = 0.01  # days old, in an open period: billed into their own hours
     customers: int = 1_000
     shards: int = 4
     timeout_s: float = 900.0  # for the whole wait after producing
@@ -123,8 +128,9 @@ class LocalPipeline:
                 self.engine.client,
                 IngestSettings(
                     database=self._database("http"),
-                    default_organization=self.config.rules.organization_id,
-                    allowed_lateness_seconds=self.config.rules.allowed_lateness_seconds,
+                    trust=Trust(self.config.rules.organization_id, self.config.rules.multi_tenant),
+                    # Only the local HTTP delivery stream may post, as deployed.
+                    source_arn=local_settings.delivery_stream(self.config, "http", targets, None).arn,
                 ),
             )
             self.ingest_server = FunctionUrlServer(lambda event: service.handle(event)[0]).start()
@@ -190,13 +196,22 @@ class LocalPipeline:
                 duplicate_share=opts.duplicate_share,
                 invalid_share=opts.invalid_share,
                 late_share=opts.late_share,
+                conflict_share=opts.conflict_share,
+                backdated_share=opts.backdated_share,
                 now_ms=now_ms,
-                allowed_lateness_seconds=self.config.rules.allowed_lateness_seconds,
+                grace_days=ClickHouseSettings.grace_days,  # what the local schema uses
             )
         )
         for event, expect in workload:
             self.expected.add(event, expect)
         return workload
+
+    @staticmethod
+    def resends(workload: list[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+        """(first wave, resends): conflicting copies go out once the first wave is stored, as a
+        client's later resend would; sent together, either copy could be stored first."""
+        first = [pair for pair in workload if pair[1].kind is not Expect.CONFLICT]
+        return first, [pair for pair in workload if pair[1].kind is Expect.CONFLICT]
 
     def produce(
         self, workload: list[tuple[Any, Any]] | None = None, on_progress: Callable[[int], None] | None = None
@@ -238,32 +253,40 @@ class LocalPipeline:
         return produced
 
     # ------------------------------------------------------------------ waiting
-    def counts(self, path: str, *, final: bool = True) -> PathCounts:
-        """What the path measured; ``final=False`` counts rows without collapsing duplicates (cheap)."""
+    def counts(self, path: str) -> PathCounts:
+        """What the path measured: the runners' statistics and the ledger's verdicts."""
         runtime = self.paths[path]
         *retired, current = runtime.stats()
         db = runtime.database
+        verdicts = ledger.verdict_counts(self.client, db)
+        dropped = sum(s.dropped for s in retired) + current.dropped
+        in_batch_duplicates = sum(s.transform_reasons["duplicate_in_batch"] for s in (*retired, current))
         return PathCounts(
             path=path,
             read=sum(old.settled for old in retired) + current.records_read,
             in_flight=current.in_flight,
-            stored=self._count(f"{db}.{t.EVENTS_RAW}", final),
-            late=self._count(f"{db}.{t.EVENTS_LATE}", final),
-            dropped_in_batch=sum(s.dropped for s in retired) + current.dropped,
+            delivered=sum(s.delivered for s in retired) + current.delivered,
+            landed=self._count(f"{db}.{t.EVENTS_RAW}"),
+            unresolved=status.backlog(self.client, db).unresolved,
+            billed=verdicts[t.Verdict.BILLED] + verdicts[t.Verdict.ACCEPTED],
+            duplicates=verdicts[t.Verdict.DUPLICATE] + in_batch_duplicates,
+            conflicts=verdicts[t.Verdict.CONFLICT],
+            late=ledger.pending_late(self.client, db),
+            dropped_in_batch=dropped,
             rejected=self._rejected(runtime),
             backed_up=sum(sum(s.backed_up.values()) for s in (*retired, current)),
-            delivered=sum(s.delivered for s in retired) + current.delivered,
+            queue_failed_files=len(status.queue_files(self.client, db, "Failed")) if path == "s3" else 0,
         )
 
     def wait_settled(self, on_progress: Callable[[dict[str, PathCounts]], None] | None = None) -> bool:
         """Until each path has read and settled every produced event and ClickHouse has every
         delivered row (S3 path: S3Queue has processed every data object). Bounded by timeout_s.
 
-        Progress reads only runner statistics and plain counts; the FINAL counts and the S3
-        listing run once the runners say they are done (they are not free at a million rows)."""
+        The S3 listing runs once the runners say they are done (it is not free at a million rows);
+        then the resolver and the usage refresh are run at once rather than on their schedule."""
         deadline = time.monotonic() + self.options.timeout_s
         for _ in range(int(self.options.timeout_s / 0.25) + 1):
-            progress = {path: self.counts(path, final=False) for path in self.paths}
+            progress = {path: self.counts(path) for path in self.paths}
             if on_progress is not None:
                 on_progress(progress)
             runners_done = all(c.read >= self.produced.events and not c.in_flight for c in progress.values())
@@ -283,16 +306,17 @@ class LocalPipeline:
         assert self.targets is not None
         s3 = self.aws.client("s3")
         keys: set[str] = set()
-        # Each data object is still under events/ or late/, or already moved below archive/.
-        for prefix in (EVENTS_PREFIX, LATE_PREFIX, ARCHIVE_PREFIX + EVENTS_PREFIX, ARCHIVE_PREFIX + LATE_PREFIX):
+        # Each data object is still under events/, or already moved below archive/.
+        for prefix in (EVENTS_PREFIX, ARCHIVE_PREFIX + EVENTS_PREFIX):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.targets.bucket, Prefix=prefix):
                 keys.update(obj["Key"].removeprefix(ARCHIVE_PREFIX) for obj in page.get("Contents", []))
         return len(status.queue_files(self.client, database, "Processed")) >= len(keys)
 
     def _wait_usage(self, deadline: float) -> bool:
-        """Until usage_hourly has been refreshed after the newest event row (one refresh interval)."""
+        """Until every landed row is resolved and every billed one is in usage_hourly."""
         for runtime in self.paths.values():
             for _ in range(int(max(deadline - time.monotonic(), 0) / 0.25) + 1):
+                status.refresh_now(self.client, runtime.database)
                 if status.usage_caught_up(self.client, runtime.database):
                     break
                 time.sleep(0.25)
@@ -300,15 +324,15 @@ class LocalPipeline:
                 return False
         return True
 
-    def _count(self, table: str, final: bool) -> int:
-        return int(self.client.command(f"SELECT count() FROM {table}{' FINAL' if final else ''}"))
+    def _count(self, table: str) -> int:
+        return int(self.client.command(f"SELECT count() FROM {table}"))
 
     def _rejected(self, runtime: PathRuntime) -> dict[str, int]:
         """Rejections by the transform's error code, plus the ingest's dead letters (HTTP)."""
         rejected: dict[str, int] = {}
         for stats in runtime.stats():
             for code, n in stats.transform_reasons.items():
-                if code != "duplicate_in_batch" and not code.startswith("hook_dropped"):
+                if is_rejection(code):
                     rejected[code] = rejected.get(code, 0) + n
         if runtime.name == "http":
             rows = self.client.query(
@@ -320,11 +344,10 @@ class LocalPipeline:
 
     # ------------------------------------------------------------------ results
     def latencies_ms(self, path: str) -> list[int]:
-        """Per stored event: first time it was queryable (inserted_at) minus its put time."""
+        """Per billed event: when the resolver billed it minus its put time."""
         db = self.paths[path].database
         rows = self.client.query(
-            f"SELECT transaction_id, toUnixTimestamp64Milli(min(inserted_at)) FROM {db}.{t.EVENTS_RAW} "
-            "GROUP BY transaction_id"
+            f"SELECT transaction_id, toUnixTimestamp64Milli(resolved_at) FROM {db}.{t.EVENTS}"
         ).result_rows
         put_ms = self.produced.put_ms
         return sorted(int(at) - put_ms[tid] for tid, at in rows if tid in put_ms)
@@ -332,8 +355,8 @@ class LocalPipeline:
     def usage_rows(self, path: str) -> list[tuple[Any, ...]]:
         db = self.paths[path].database
         return self.client.query(
-            "SELECT organization_id, external_customer_id, code, toUnixTimestamp(hour) * 1000, event_count, "
-            f"value_sum, toString(decimal_value_sum) FROM {db}.{t.USAGE_HOURLY} FINAL"
+            "SELECT organization_id, external_customer_id, code, toUnixTimestamp(hour) * 1000, sum(event_count), "
+            f"sum(value_sum), toString(sum(decimal_value_sum)) FROM {db}.{t.USAGE_HOURLY} GROUP BY ALL"
         ).result_rows
 
     def stop(self) -> None:
@@ -349,5 +372,4 @@ class LocalPipeline:
         if self.client is not None:
             for runtime in self.paths.values():  # stop the queues while the S3 stand-in still answers
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.EVENTS_QUEUE_MV}")
-                self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.LATE_QUEUE_MV}")
         self.aws.stop()

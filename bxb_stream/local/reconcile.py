@@ -1,9 +1,10 @@
 """Did every event end up where it should? Expected (from the generator) against measured.
 
-For each path: produced = stored + duplicates + rejected (by code) + late (+ backed up).
-Measured counts come from ClickHouse (``FINAL``: duplicates collapsed) and the Firehose
-runner; expected counts and the usage ground truth come from the synthetic generator's
-tag on every event. Any difference is a finding, and the command exits non-zero.
+For each path: produced = billed + duplicates + conflicts + late + rejected (by code)
+(+ backed up), and nothing unaccounted for. Measured counts come from ClickHouse's ledger
+(the resolver's verdicts) and the Firehose runner; expected counts and the usage ground
+truth come from the synthetic generator's tag on every event. Any difference is a
+finding, and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -46,17 +47,28 @@ class Expected:
 
 @dataclass
 class PathCounts:
-    """What one path measured."""
+    """What one path measured: the Firehose runner's statistics and ClickHouse's ledger."""
 
     path: str
     read: int  # user records the Firehose runner read (after KPL de-aggregation)
     in_flight: int
-    stored: int  # events_raw FINAL
-    late: int  # events_late FINAL
+    delivered: int  # records the runner delivered (S3 objects, HTTP requests answered 200)
+    landed: int  # rows in events_raw (a copy delivered twice lands twice)
+    unresolved: int  # landed, not yet given a verdict by the resolver
+    billed: int  # ledger: billed (and accepted)
+    duplicates: int  # ledger duplicates + copies the transform dropped within a batch
+    conflicts: int  # ledger: copies with another payload
+    late: int  # ledger: late, not yet accepted or rejected
     dropped_in_batch: int
     rejected: dict[str, int]  # by error code (transform), and dead_letter:<code> (ingest)
     backed_up: int  # HTTP records Firehose gave up on (in S3 backup)
-    delivered: int
+    queue_failed_files: int = 0  # S3 path: objects S3Queue gave up on
+
+    @property
+    def redelivered(self) -> int:
+        """Copies delivered more than once (an S3Queue re-read, an HTTP retry that got through):
+        recorded as duplicates by the resolver, but not sent twice by the producer."""
+        return max(self.landed - self.delivered, 0)
 
 
 @dataclass
@@ -86,18 +98,26 @@ class Reconciliation:
 def reconcile(
     expected: Expected, produced: int, counts: PathCounts, usage_rows: list[tuple[Any, ...]]
 ) -> Reconciliation:
+    """Every produced event in exactly one place, each place against the generator's count."""
     rejected_total = sum(counts.rejected.values())
-    duplicates = produced - counts.stored - counts.late - rejected_total - counts.backed_up
+    duplicates = counts.duplicates - counts.redelivered
+    accounted = counts.billed + duplicates + counts.conflicts + counts.late + rejected_total + counts.backed_up
     lines = [
-        Line("stored", expected.kinds[Expect.STORED.value], counts.stored),
-        Line("duplicates dropped", expected.kinds[Expect.DUPLICATE.value], duplicates),
-        Line("late (side output)", expected.kinds[Expect.LATE.value], counts.late),
+        Line("billed", expected.kinds[Expect.STORED.value], counts.billed),
+        Line("duplicates (counted, not billed)", expected.kinds[Expect.DUPLICATE.value], duplicates),
+        Line("conflicts (stored apart, not billed)", expected.kinds[Expect.CONFLICT.value], counts.conflicts),
+        Line("late (set aside, not billed)", expected.kinds[Expect.LATE.value], counts.late),
     ]
     codes = sorted(set(expected.rejected) | {_code(c) for c in counts.rejected})
     measured_by_code = Counter({_code(c): n for c, n in counts.rejected.items()})
     for code in codes:
         lines.append(Line(f"rejected: {code}", expected.rejected[code], measured_by_code[code]))
-    lines.append(Line("backed up (HTTP failures)", 0, counts.backed_up))
+    lines += [
+        Line("backed up (HTTP failures)", 0, counts.backed_up),
+        Line("S3Queue files failed", 0, counts.queue_failed_files),
+        Line("landed, not yet resolved", 0, counts.unresolved),
+        Line("unaccounted for", 0, produced - accounted),
+    ]
     return Reconciliation(counts.path, produced, lines, len(usage_rows), compare_usage(expected.usage, usage_rows))
 
 

@@ -1,10 +1,12 @@
-"""Read-only query access to a ``bxb-stream local --serve`` process from another terminal.
+"""ClickHouse access to a ``bxb-stream local --serve`` process from another terminal.
 
 chDB is an in-process engine: only the serving process can open its data directory.
-So that process answers ``POST /query`` (JSON ``{"sql", "parameters"}``) on loopback,
-for SELECT statements only, and ``RelayClient`` offers the one method the usage
-queries need (``query(sql, parameters).result_rows``). ``bxb-stream usage --url
-local+http://127.0.0.1:PORT`` uses it.
+So that process answers, on loopback only, ``POST /query`` (JSON ``{"sql", "parameters"}``,
+read-only statements) and ``POST /command`` (any statement: what an operator's commands
+run, such as closing a period or accepting a late event). ``RelayClient`` offers the two
+methods the CLI's queries use, ``query(sql, parameters).result_rows`` and
+``command(sql, parameters)``: ``bxb-stream usage|periods|late|clickhouse ... --url
+local+http://127.0.0.1:PORT`` use it.
 """
 
 from __future__ import annotations
@@ -41,20 +43,38 @@ class RelayClient:
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
         if not url.startswith(f"{SCHEME}://127.0.0.1:") and not url.startswith(f"{SCHEME}://localhost:"):
             raise ValueError(f"the local query relay listens on loopback only, got {url!r}")
-        self._endpoint = "http://" + url.split("://", 1)[1].rstrip("/") + "/query"
+        self._base = "http://" + url.split("://", 1)[1].rstrip("/")
         self._timeout = timeout_s
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Result:
-        body = json.dumps({"sql": sql, "parameters": parameters or {}}).encode()
-        request = urllib.request.Request(self._endpoint, data=body, method="POST")
+        payload = self._post("query", sql, parameters)
+        readers = [_reader(name) for name in payload.get("types", [])]
+        return Result([tuple(read(v) for read, v in zip(readers, row, strict=True)) for row in payload["rows"]])
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self._post("command", sql, parameters)["result"]
+
+    def _post(self, verb: str, sql: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+        body = json.dumps({"sql": sql, "parameters": parameters or {}}, default=_jsonable).encode()
+        request = urllib.request.Request(f"{self._base}/{verb}", data=body, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 payload = json.loads(response.read())
-        except urllib.error.HTTPError as err:  # the relay explains a refused query in its body
+        except urllib.error.HTTPError as err:  # the relay explains a refused statement in its body
             payload = json.loads(err.read() or b"{}") or {"error": f"HTTP {err.code}"}
         if "error" in payload:
-            raise RuntimeError(f"query failed: {payload['error']}")
-        return Result([tuple(row) for row in payload["rows"]])
+            raise RuntimeError(f"{verb} failed: {payload['error']}")
+        return payload
+
+
+def _reader(type_name: str) -> Any:
+    """JSON value -> the Python value clickhouse-connect gives for a column of this type."""
+    bare = type_name.removeprefix("Nullable(").removeprefix("SimpleAggregateFunction(")
+    if bare.startswith(("DateTime", "Date")):
+        return lambda v: None if v is None else datetime.fromisoformat(v)
+    if "Decimal" in bare:
+        return lambda v: None if v is None else Decimal(v)
+    return lambda v: v
 
 
 def _jsonable(value: Any) -> Any:
@@ -70,12 +90,23 @@ def _handler(client: Any, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             try:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                sql = str(request["sql"])
-                if not sql.lstrip().lower().startswith(_READ_ONLY):
-                    raise PermissionError("only read-only statements are relayed")
-                with lock:  # one session: clickhouse-connect clients are not shared across threads
-                    rows = client.query(sql, parameters=request.get("parameters") or {}).result_rows
-                payload: dict[str, Any] = {"rows": [[_jsonable(v) for v in row] for row in rows]}
+                sql, parameters = str(request["sql"]), request.get("parameters") or {}
+                payload: dict[str, Any]
+                if self.path == "/query":
+                    if not sql.lstrip().lower().startswith(_READ_ONLY):
+                        raise PermissionError("only read-only statements go to /query; use /command")
+                    with lock:  # one session: clickhouse-connect clients are not shared across threads
+                        result = client.query(sql, parameters=parameters)
+                    payload = {
+                        "rows": [[_jsonable(v) for v in row] for row in result.result_rows],
+                        # So the client reads datetimes and decimals back as what they were.
+                        "types": [t.name for t in result.column_types],
+                    }
+                elif self.path == "/command":
+                    with lock:
+                        payload = {"result": _jsonable(client.command(sql, parameters=parameters))}
+                else:
+                    raise LookupError(f"no such endpoint {self.path!r}: /query or /command")
                 status = 200
             except Exception as exc:  # the caller gets the reason; the server keeps serving
                 payload, status = {"error": f"{type(exc).__name__}: {exc}"}, 400

@@ -69,9 +69,8 @@ def delivery_stream(
 
 
 def clickhouse_settings(database: str, targets: LocalTargets, *, s3_queues: bool = True) -> ClickHouseSettings:
-    """The project's DDL against the local bucket; queues poll fast, usage refreshes every 5 s
-    (each refresh recomputes the touched hours from events_raw FINAL: at a million events a
-    second-by-second refresh would compete with ingestion for the two cores).
+    """The project's DDL against the local bucket; queues poll fast, and the resolver and the
+    usage refresh run every 2 s (each run only takes what landed since the last one).
 
     ``s3_queues=False`` for the HTTP path's own database: its queues would take the S3 path's
     objects (each object is moved to archive/ by whichever queue ingests it first)."""
@@ -84,8 +83,7 @@ def clickhouse_settings(database: str, targets: LocalTargets, *, s3_queues: bool
         polling_max_timeout_ms=500,
         polling_backoff_ms=100,
         s3_retry_attempts=2,  # a stand-in that went away must fail fast, not hang
-        usage_refresh_seconds=5,
-        usage_lookback_seconds=600,
+        refresh_seconds=2,
     )
 
 

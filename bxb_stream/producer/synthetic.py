@@ -7,10 +7,15 @@ Used by ``bxb-stream produce --synthetic``, the local pipeline and the benchmark
 
 ``expect.kind`` says what the pipeline should do with the event:
 
-- ``stored``: valid and on time; stored once.
-- ``late``: valid but older than ``allowed_lateness_seconds``; stored in the late stream.
+- ``stored``: valid and in an open period (up to a few days old with ``backdated_share``);
+  billed once, into its own hour.
+- ``late``: valid but more than ``grace_days`` older than now; set aside (``events_late``).
 - ``duplicate``: a byte-identical re-send of an earlier stored/late event (same
-  ``transaction_id``); deduplication drops it.
+  ``transaction_id``); counted, never billed.
+- ``conflict``: an earlier stored event's ``transaction_id`` sent again with another
+  ``value``; stored as a conflict, never billed. It is only a conflict if the original
+  was stored first: a caller that needs exact expectations sends these after the rest
+  has been stored (``bxb-stream local`` does).
 - ``invalid``: rejected by the validator with ``expect.error_code``.
 
 Customers follow a Zipf-like distribution (a few customers send most events), the
@@ -36,8 +41,9 @@ _REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")
 _ENDPOINTS = ("/v1/invoices", "/v1/customers", "/v1/events", "/v1/plans", "/v1/wallets")
 _INSTANCES = ("t3.micro", "m7g.large", "c7i.2xlarge", "r6a.xlarge")
 _PLANS = ("starter", "growth", "enterprise")
-# How far back on-time events are spread: well inside the default 24 h allowed lateness.
+# How far back on-time events are spread; backdated ones go back up to _BACKDATED_MS (inside the grace).
 _ON_TIME_SPREAD_MS = 3_600_000
+_BACKDATED_MS = 5 * 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RECENT = 1024  # duplicates re-send one of the last this-many valid events
 
@@ -46,6 +52,7 @@ class Expect(enum.StrEnum):
     STORED = "stored"
     LATE = "late"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
     INVALID = "invalid"
 
 
@@ -77,28 +84,51 @@ def generate(
     duplicate_share: float = 0.0,
     invalid_share: float = 0.0,
     late_share: float = 0.0,
+    conflict_share: float = 0.0,
+    backdated_share: float = 0.0,
     now_ms: int | None = None,
-    allowed_lateness_seconds: int = 86_400,
+    grace_days: int = 35,
     zipf_s: float = 1.1,
 ) -> Iterator[tuple[dict[str, Any] | bytes, Expectation]]:
     """Yield ``n`` (event, expectation) pairs. Deterministic for a given seed and ``now_ms``."""
     if n < 0 or customers < 1 or not codes:
         raise ValueError("need n >= 0, customers >= 1 and at least one code")
-    shares = (duplicate_share, invalid_share, late_share)
+    shares = (duplicate_share, invalid_share, late_share, conflict_share, backdated_share)
     if any(not 0.0 <= s <= 1.0 for s in shares) or sum(shares) > 1.0:
-        raise ValueError("duplicate/invalid/late shares must each be in [0, 1] and sum to at most 1")
+        raise ValueError("duplicate/invalid/late/conflict/backdated shares must each be in [0, 1] and sum to at most 1")
     rng = random.Random(seed)
     now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
-    lateness_ms = allowed_lateness_seconds * 1000
+    grace_ms = grace_days * 86_400_000
     cumulative = _zipf_cumulative(customers, zipf_s)
     total = cumulative[-1]
     customer_ids = [f"cus_{seed:x}_{k:06d}" for k in range(customers)]
     dup_cut = duplicate_share
     inv_cut = dup_cut + invalid_share
     late_cut = inv_cut + late_share
+    conflict_cut = late_cut + conflict_share
+    backdated_cut = conflict_cut + backdated_share
     recent: list[tuple[dict[str, Any], Expectation]] = []
+    variants: dict[str, int] = {}  # transaction_id -> conflicting copies made of it, so each is new
     for _ in range(n):
         roll = rng.random()
+        if late_cut <= roll < conflict_cut and recent:
+            event, original = recent[rng.randrange(len(recent))]
+            if original.kind is Expect.STORED:
+                changed = _copy(event)
+                tid = str(original.transaction_id)
+                variants[tid] = variants.get(tid, 0) + 1
+                changed["value"] = float(changed.get("value") or 0) + variants[tid]  # same transaction, another amount
+                yield (
+                    changed,
+                    Expectation(
+                        Expect.CONFLICT,
+                        original.transaction_id,
+                        original.external_customer_id,
+                        original.code,
+                        original.timestamp_ms,
+                    ),
+                )
+                continue
         if roll < dup_cut and recent:
             event, original = recent[rng.randrange(len(recent))]
             yield (
@@ -115,9 +145,12 @@ def generate(
         customer = customer_ids[bisect.bisect_left(cumulative, rng.random() * total)]
         code = codes[rng.randrange(len(codes))]
         if inv_cut <= roll < late_cut:
-            # Late: between 1 minute and 5 days past the allowed lateness.
-            ts_ms = now - lateness_ms - rng.randint(60_000, 5 * 86_400_000)
+            # Late: between 1 minute and 5 days past the grace.
+            ts_ms = now - grace_ms - rng.randint(60_000, 5 * 86_400_000)
             kind = Expect.LATE
+        elif conflict_cut <= roll < backdated_cut:
+            ts_ms = now - rng.randrange(_ON_TIME_SPREAD_MS, _BACKDATED_MS)  # days late, in an open period: billed
+            kind = Expect.STORED
         else:
             ts_ms = now - rng.randrange(_ON_TIME_SPREAD_MS)
             kind = Expect.STORED

@@ -4,15 +4,24 @@ In:  {invocationId, deliveryStreamArn, sourceKinesisStreamArn?, region, records:
         {recordId, approximateArrivalTimestamp, data (base64), kinesisRecordMetadata?}]}
 Out: {records: [{recordId, result: Ok|Dropped|ProcessingFailed, data (base64), metadata?}]}
 
-Every recordId comes back exactly once, in order. Ok records carry one
-newline-terminated JSON line (the normalised event) and
-``metadata.partitionKeys`` = organization_id, date, hour and stream
-(``events`` on time, ``late`` past the allowed lateness).
+Every recordId comes back exactly once, in order, whatever its bytes: anything that
+goes wrong with one record fails that record alone. Ok records carry one
+newline-terminated JSON line (the normalised event, with ``arrived_at`` = the record's
+Kinesis arrival) and ``metadata.partitionKeys`` = organization_id, date and hour.
+
+Within a batch, a copy of an (organization_id, transaction_id) with the payload of a copy
+already passed on is ``Dropped`` (``duplicate_in_batch``): it carries nothing that is not
+stored. A copy with a payload not seen yet is passed on ``Ok``, in stream order, so
+ClickHouse's resolver stores it: billed if it is the first, a conflict otherwise (the
+same rule the resolver applies across batches).
+Lateness is not decided here: billing periods live in ClickHouse (see
+``bxb_stream.clickhouse.ddl``), and both delivery paths decide it there, the same way.
 """
 
 from __future__ import annotations
 
 import binascii
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -20,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from pybase64 import b64decode, b64encode_as_string
 
 from bxb_stream.config import EventRules
@@ -28,12 +38,18 @@ from bxb_stream.events.validate import EventError, from_dict, make_normalizer, t
 from bxb_stream.transform.hooks import Hook
 
 OK, DROPPED, FAILED = "Ok", "Dropped", "ProcessingFailed"
-STREAM_ON_TIME, STREAM_LATE = "events", "late"
 DUPLICATE = "duplicate_in_batch"
+CONFLICT = "conflict_in_batch"  # counted, and answered Ok: the resolver stores it as a conflict
 RESPONSE_TOO_LARGE = "response_too_large"
-# Lambda's synchronous response limit is 6 MB; keep a margin for the JSON envelope.
+INTERNAL_ERROR = "internal_error"
+# Lambda's synchronous response limit is 6 MB; keep a margin for the runtime's framing.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 64 * 1024
-_RECORD_OVERHEAD = 160  # keys, quotes and partition-key metadata of one response record
+
+
+def is_rejection(reason: str) -> bool:
+    """Whether a transform reason code sent the record to Firehose's error output (ProcessingFailed),
+    rather than counting a copy it dropped or passed on."""
+    return reason not in (DUPLICATE, CONFLICT) and not reason.startswith("hook_dropped:")
 
 
 @dataclass
@@ -48,8 +64,9 @@ class BatchStats:
     records_in: int = 0
     results: Counter[str] = field(default_factory=Counter)  # Ok / Dropped / ProcessingFailed
     reasons: Counter[str] = field(default_factory=Counter)  # error and drop codes
-    late: int = 0
+    conflicts: int = 0  # Ok records whose transaction_id came earlier in the batch with another payload
     rejections: list[Rejection] = field(default_factory=list)
+    response_bytes: int = 0  # the response as the Lambda runtime serialises it
 
     @property
     def balanced(self) -> bool:
@@ -57,7 +74,7 @@ class BatchStats:
 
 
 class Transformer:
-    """Validates, normalises, enriches, deduplicates and routes one Firehose batch."""
+    """Validates, normalises, enriches, deduplicates and partitions one Firehose batch."""
 
     def __init__(
         self,
@@ -78,104 +95,105 @@ class Transformer:
         records = event["records"]
         stats = BatchStats(records_in=len(records))
         out: list[dict[str, Any]] = []
-        seen: set[tuple[str, str]] = set()
+        passed: dict[Any, Any] = {}  # (org,) transaction_id -> the copy passed on, or a list of them
         now_ms = int(self.clock() * 1000)
-        rules = self.rules
-        lateness_ms = rules.allowed_lateness_ms
         hooks = self.hooks
         partitions = self._partitions
         normalize = self._normalize
-        default_org = rules.organization_id
+        default_org = self.rules.organization_id
         encode_into = line_encoder.encode_into
         line_buffer = bytearray()  # one buffer for every output line: no bytes object per line
-        ok_bytes = late_count = 0
+        ok = conflicts = 0
 
         for record in records:
             record_id = record["recordId"]
-            data = record["data"]
-            arrival_ms = record.get("approximateArrivalTimestamp") or now_ms
+            data = record.get("data")
             try:
                 # pybase64 (SIMD) halves the base64 cost of stdlib binascii; validate=True is as strict.
-                ev = normalize(b64decode(data, validate=True), arrival_ms, now_ms)
+                raw = b64decode(data, validate=True)
+            except (binascii.Error, ValueError, TypeError) as exc:
+                out.append(_reject(record_id, data, stats, "not_base64", f"record data is not valid base64 ({exc})"))
+                continue
+            try:
+                ev = normalize(raw, record.get("approximateArrivalTimestamp") or now_ms, now_ms)
                 if hooks:
-                    ev = self._run_hooks(ev)
-                    if type(ev) is str:  # the name of the hook that dropped it
-                        out.append(_answer(record_id, DROPPED, data, stats, f"hook_dropped:{ev}"))
+                    dropped_by, ev = self._run_hooks(ev)
+                    if dropped_by is not None:
+                        out.append(_answer(record_id, DROPPED, data, stats, f"hook_dropped:{dropped_by}"))
                         continue
                 org = ev.organization_id
                 # A bare id for the deployment's own organization, (org, id) for others: no tuple on the common path.
                 key = ev.transaction_id if org == default_org else (org, ev.transaction_id)
-                if key in seen:
-                    out.append(_answer(record_id, DROPPED, data, stats, DUPLICATE))
-                    continue
+                earlier = passed.get(key)
+                if earlier is None:
+                    passed[key] = ev
+                else:
+                    variants = earlier if type(earlier) is list else [earlier]
+                    if any(same_payload(copy, ev) for copy in variants):
+                        out.append(_answer(record_id, DROPPED, data, stats, DUPLICATE))
+                        continue
+                    passed[key] = [*variants, ev]
+                    conflicts += 1
                 encode_into(ev, line_buffer)
                 line_buffer.append(10)  # the newline OpenX needs between records
                 line = b64encode_as_string(line_buffer)
+                hour = ev.timestamp // 3_600_000
+                partition = partitions.get(hour if org == default_org else (org, hour))
+                if partition is None:
+                    partition = self._partition(org, hour)
             except EventError as exc:
                 out.append(_reject(record_id, data, stats, exc.code, exc.message))
                 continue
-            except binascii.Error as exc:
-                out.append(_reject(record_id, data, stats, "not_base64", f"record data is not valid base64 ({exc})"))
+            except Exception as exc:  # one record's surprise must never fail the batch
+                out.append(_reject(record_id, data, stats, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500]))
                 continue
-            seen.add(key)
-            ok_bytes += len(line) + len(record_id)
-            ts = ev.timestamp
-            late = ts < arrival_ms - lateness_ms
-            late_count += late
-            hour = ts // 3_600_000
-            partition = partitions.get((hour << 1 | late) if org == default_org else (org, hour, late))
-            if partition is None:
-                partition = self._partition(org, hour, late)
+            ok += 1
             out.append({"recordId": record_id, "result": OK, "data": line, "metadata": partition})
 
-        stats.results[OK] += len(seen)
-        stats.late = late_count
-        self._fit_response(records, out, stats, ok_bytes)
-        return {"records": out}, stats
+        stats.results[OK] += ok
+        stats.conflicts = conflicts
+        if conflicts:
+            stats.reasons[CONFLICT] += conflicts
+        response = {"records": out}
+        stats.response_bytes = self._fit_response(records, out, stats)
+        return response, stats
 
-    def _fit_response(
-        self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats, ok_bytes: int
-    ) -> None:
-        """Keep the response under Lambda's limit: past it, fail Ok records from the end.
-
-        Failed records go to Firehose's error output with their original data,
-        so nothing is lost. ``ok_bytes`` (data and ids of the Ok records) is summed
-        in the loop, where they are still in cache; the rest echo their input.
-        """
-        size = ok_bytes + _RECORD_OVERHEAD * len(out)
-        if stats.results[OK] < len(out):
-            size += sum(len(r["data"]) + len(r["recordId"]) for r in out if r["result"] != OK)
+    def _fit_response(self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats) -> int:
+        """Keep the response under Lambda's limit, measured as the runtime will encode it:
+        past the limit, fail Ok records from the end (their original data goes to Firehose's
+        error output, so nothing is lost). Returns the final size."""
+        size = response_size(out)
         index = len(out) - 1
         while size > self.max_response_bytes and index >= 0:
             answer = out[index]
             if answer["result"] == OK:
-                original = records[index]["data"]
-                size += len(original) - len(answer["data"])
-                out[index] = {"recordId": answer["recordId"], "result": FAILED, "data": original}
+                failed = {"recordId": answer["recordId"], "result": FAILED, "data": records[index].get("data")}
+                size += entry_size(failed) - entry_size(answer)
+                out[index] = failed
                 stats.results[OK] -= 1
-                stats.late -= answer["metadata"]["partitionKeys"]["stream"] == STREAM_LATE
                 stats.rejections.append(Rejection(answer["recordId"], RESPONSE_TOO_LARGE, "response over 6 MB"))
                 _count(stats, FAILED, RESPONSE_TOO_LARGE)
             index -= 1
+        return size
 
-    def _run_hooks(self, normalized: Any) -> Any:
-        """Run the hooks over the dict form; return the checked result, or the dropping hook's name."""
+    def _run_hooks(self, normalized: Any) -> tuple[str | None, Any]:
+        """Run the hooks over the dict form: (name of the hook that dropped it, None) or (None, checked event)."""
         ev = to_dict(normalized)
         for hook in self.hooks:
             try:
                 result = hook.function(ev)
             except Exception as exc:  # a team's hook must fail one record, never the batch
-                raise EventError(f"hook_failed:{hook.name}", f"{type(exc).__name__}: {exc}") from None
+                raise EventError(f"hook_failed:{hook.name}", f"{type(exc).__name__}: {exc}"[:500]) from None
             if result is None:
-                return hook.name
+                return hook.name, None
             ev = result
         try:
-            return from_dict(ev, self.rules)
+            return None, from_dict(ev, normalized, self.rules)
         except EventError as exc:
             raise EventError(f"hook_failed:{exc.code}", exc.message) from None
 
-    def _partition(self, organization_id: str, hour: int, late: bool) -> dict[str, Any]:
-        """Partition-key metadata, built once per (org, hour, stream) and shared by its records."""
+    def _partition(self, organization_id: str, hour: int) -> dict[str, Any]:
+        """Partition-key metadata, built once per (org, hour) and shared by its records."""
         if len(self._partitions) > 10_000:
             self._partitions.clear()
         at = datetime.fromtimestamp(hour * 3600, tz=UTC)
@@ -184,12 +202,59 @@ class Transformer:
                 "organization_id": organization_id,
                 "date": at.strftime("%Y-%m-%d"),
                 "hour": at.strftime("%H"),
-                "stream": STREAM_LATE if late else STREAM_ON_TIME,
             }
         }
-        key = (hour << 1 | late) if organization_id == self.rules.organization_id else (organization_id, hour, late)
-        self._partitions[key] = meta
+        self._partitions[hour if organization_id == self.rules.organization_id else (organization_id, hour)] = meta
         return meta
+
+
+def same_payload(a: Any, b: Any) -> bool:
+    """Two copies of one transaction carry the same payload (what ClickHouse's resolver calls a
+    duplicate): equal fields, where a timestamp that defaulted to its record's arrival counts as
+    absent, so an identical resend without a timestamp matches its first copy."""
+    return (
+        a.external_customer_id == b.external_customer_id
+        and a.code == b.code
+        and a.properties == b.properties
+        and a.value == b.value
+        and a.decimal_value == b.decimal_value
+        and (a.timestamp == b.timestamp or (a.timestamp == a.arrived_at and b.timestamp == b.arrived_at))
+    )
+
+
+# ------------------------------------------------------------------ measuring the response
+
+_response_encoder = msgspec.json.Encoder()
+# json.dumps (what the Lambda runtime uses) puts a space after every ',' and ':' between items.
+# An answer with metadata: 4 keys, 3 commas; partitionKeys: 1 key; its 3 keys, 2 commas.
+_GAPS_OK, _GAPS_OTHER = 4 + 3 + 1 + 3 + 2, 3 + 2
+
+
+def response_size(out: list[dict[str, Any]]) -> int:
+    """Bytes of ``json.dumps({"records": out})``, exactly: msgspec's compact encoding plus the
+    separators' spaces, or json.dumps itself when escaping could differ (non-ASCII text)."""
+    response = {"records": out}
+    try:
+        body = _response_encoder.encode(response)
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
+        body = b""
+    if not body or not body.isascii():
+        return len(json.dumps(response).encode())
+    gaps = 1 + max(len(out) - 1, 0)  # "records": and the commas between answers
+    for answer in out:
+        gaps += _GAPS_OK if "metadata" in answer else _GAPS_OTHER
+    return len(body) + gaps
+
+
+def entry_size(answer: dict[str, Any]) -> int:
+    """Bytes of one answer as json.dumps writes it (see ``response_size``)."""
+    try:
+        body = _response_encoder.encode(answer)
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
+        body = b""
+    if not body or not body.isascii():
+        return len(json.dumps(answer).encode())
+    return len(body) + (_GAPS_OK if "metadata" in answer else _GAPS_OTHER)
 
 
 def _count(stats: BatchStats, result: str, reason: str) -> None:
@@ -197,11 +262,11 @@ def _count(stats: BatchStats, result: str, reason: str) -> None:
     stats.reasons[reason] += 1
 
 
-def _reject(record_id: str, data: str, stats: BatchStats, code: str, message: str) -> dict[str, Any]:
+def _reject(record_id: str, data: Any, stats: BatchStats, code: str, message: str) -> dict[str, Any]:
     stats.rejections.append(Rejection(record_id, code, message))
     return _answer(record_id, FAILED, data, stats, code)
 
 
-def _answer(record_id: str, result: str, data: str, stats: BatchStats, reason: str) -> dict[str, Any]:
+def _answer(record_id: str, result: str, data: Any, stats: BatchStats, reason: str) -> dict[str, Any]:
     _count(stats, result, reason)
     return {"recordId": record_id, "result": result, "data": data}

@@ -5,8 +5,9 @@ Environment:
   BXB_CLICKHOUSE_DATABASE     database holding events_raw and the dead-letter table
   BXB_CLICKHOUSE_SECRET_ARN   secret JSON {"username": ..., "password": ...}; unset for no credentials
   BXB_ACCESS_KEY_SECRET_ARN   secret JSON {"api_key": ...}: the key Firehose sends
-  BXB_ORGANIZATION_ID         stamped on dead letters that carry no organization
-  BXB_ALLOWED_LATENESS_SECONDS  events older than this when transformed go to events_late
+  BXB_FIREHOSE_SOURCE_ARN     the delivery stream allowed to call (X-Amz-Firehose-Source-Arn)
+  BXB_ORGANIZATION_ID, BXB_MULTI_TENANT (the event rules, EventRules.to_env): rows must carry this
+                              organization unless multi-tenant; dead letters are stamped with it
 """
 
 from __future__ import annotations
@@ -41,11 +42,7 @@ def _client() -> Any:
 SERVICE = IngestService(
     AccessKeys(_secrets, os.environ["BXB_ACCESS_KEY_SECRET_ARN"]),
     _client,
-    IngestSettings(
-        database=os.environ.get("BXB_CLICKHOUSE_DATABASE", "bxb"),
-        default_organization=os.environ.get("BXB_ORGANIZATION_ID", ""),
-        allowed_lateness_seconds=int(os.environ.get("BXB_ALLOWED_LATENESS_SECONDS", "86400")),
-    ),
+    IngestSettings.from_env(os.environ),
 )
 
 
@@ -65,7 +62,6 @@ def report(outcome: Outcome) -> None:
             extra={
                 **fields,
                 "rows": outcome.rows_inserted,
-                "late": outcome.rows_late,
                 "dead_lettered": outcome.dead_lettered,
                 "dead_codes": outcome.dead_codes,
             },
@@ -73,7 +69,6 @@ def report(outcome: Outcome) -> None:
     else:
         logger.warning("batch refused", extra={**fields, "error": outcome.error})
     metrics.add_metric(name="RowsInserted", unit=MetricUnit.Count, value=outcome.rows_inserted)
-    metrics.add_metric(name="RowsLate", unit=MetricUnit.Count, value=outcome.rows_late)
     metrics.add_metric(name="RowsDeadLettered", unit=MetricUnit.Count, value=outcome.dead_lettered)
     metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=int(outcome.auth_failed))
     metrics.add_metric(name="ClickHouseUnavailable", unit=MetricUnit.Count, value=int(outcome.status == 503))

@@ -34,9 +34,9 @@ def report(stats: BatchStats, invocation_id: str) -> None:
             extra={"recordId": rejection.record_id, "error_code": rejection.code, "error": rejection.message},
         )
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=stats.records_in)
+    metrics.add_metric(name="ResponseBytes", unit=MetricUnit.Bytes, value=stats.response_bytes)
     for result, count in stats.results.items():
         metrics.add_metric(name=f"Records{result}", unit=MetricUnit.Count, value=count)
-    metrics.add_metric(name="RecordsLate", unit=MetricUnit.Count, value=stats.late)
     for reason, count in stats.reasons.items():
         # One EMF blob per reason, so each code is its own CloudWatch dimension value.
         with single_metric(

@@ -35,6 +35,8 @@ USAGE = [
     "2026-01-01T01:00",
 ]
 PLAN = ["plan", "--events-per-sec", "100", "--avg-bytes", "200"]
+ORG = ["--organization-id", "org_1"]
+PERIOD = [*ORG, "--from", "2026-01-01T00:00", "--to", "2026-01-02T00:00"]
 S3_SETTINGS = ["--bucket-url", f"http://{DOWN}/bucket", "--named-collection", "nc"]
 
 # (id, argv, words the one line must contain). CHDB is replaced by a fresh data directory.
@@ -80,6 +82,18 @@ CASES = [
     # the local query relay down
     ("usage-relay-down", ["usage", "--url", f"local+http://{DOWN}", *USAGE], "connection refused by local+http"),
     ("conflicts-relay-down", ["clickhouse", "conflicts", "--url", f"local+http://{DOWN}"], "connection refused"),
+    # billing operations
+    ("health-unknown-database", ["clickhouse", "health", "--url", "CHDB", "--database", "nosuch"], "UNKNOWN_DATABASE"),
+    ("health-relay-down", ["clickhouse", "health", "--url", f"local+http://{DOWN}"], "connection refused"),
+    (
+        "periods-close-clickhouse-down",
+        ["periods", "close", "--url", f"http://{DOWN}", *ORG, "--until", "2026-01-01T00:00Z", "--by", "me"],
+        "ClickHouse at",
+    ),
+    ("late-list-unknown-database", ["late", "list", "--url", "CHDB", "--database", "nosuch", *ORG], "UNKNOWN_DATABASE"),
+    ("late-accept-no-selection", ["late", "accept", "--url", "CHDB", *ORG, "--by", "me"], "select the late events"),
+    ("reconcile-relay-down", ["usage", "reconcile", "--url", f"local+http://{DOWN}", *PERIOD], "connection refused"),
+    ("usage-without-customer", ["usage", "--url", "CHDB", *PERIOD], "needs --customer and --code"),
     # bad input
     ("plan-bad-rate", ["plan", "--events-per-sec", "0", "--avg-bytes", "200"], "--events-per-sec must be"),
     ("produce-bad-share", ["produce", "--stream", "s", "--synthetic", "5", "--invalid-share", "2"], "shares must"),
@@ -135,9 +149,15 @@ SUBCOMMANDS = [
     ["plan"],
     ["local"],
     ["usage"],
+    ["usage", "reconcile"],
     ["clickhouse", "ddl"],
     ["clickhouse", "apply"],
     ["clickhouse", "conflicts"],
+    ["clickhouse", "health"],
+    ["periods", "close"],
+    ["periods", "list"],
+    ["late", "list"],
+    ["late", "accept"],
     ["errors"],
 ]
 

@@ -25,12 +25,16 @@ def test_apply_is_idempotent_and_recorded(clickhouse_db):
     assert _catalog(client, s.database) == before
     assert migrations.applied_versions(client, s.database) == recorded
     names = {row[0] for row in before}
-    assert {"events_raw", "events_late", "events_dead_letter", "usage_hourly", "events_queue", "late_queue"} <= names
+    assert {
+        "events_raw", "events_ledger", "events", "events_late", "transaction_conflicts", "events_dead_letter",
+        "usage_hourly", "billing_period_closes", "late_decisions", "events_resolver", "usage_hourly_refresh",
+        "events_queue", "events_queue_mv",
+    } <= names  # fmt: skip
 
 
 def test_changed_settings_are_refused_not_applied(clickhouse_db):
     changed = ClickHouseSettings(**{**clickhouse_db.settings.__dict__, "tracked_files_limit": 5000})
-    with pytest.raises(migrations.MigrationError, match=r"0003 'S3 queues'.*different SQL"):
+    with pytest.raises(migrations.MigrationError, match=r"0003 'S3 queue'.*different SQL"):
         migrations.apply(clickhouse_db.client, changed)
 
 

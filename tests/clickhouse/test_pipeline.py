@@ -1,4 +1,4 @@
-"""Parquet on (moto) S3 -> S3Queue -> MV -> events_raw / events_late -> usage_hourly, on the real engine."""
+"""Parquet on (moto) S3 -> S3Queue -> MV -> events_raw -> resolver -> ledger -> usage_hourly, on the real engine."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from bxb_stream import layout
+from bxb_stream.clickhouse import ledger
 from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
 
 BASE = datetime(2026, 3, 1, 10, tzinfo=UTC)
@@ -30,6 +31,7 @@ def make_events(rng: random.Random, n: int, org: str, prefix: str = "tx") -> lis
                 "decimal_value": None if rng.random() < 0.2 else Decimal(rng.randrange(10**12)) / Decimal(10**9),
                 "organization_id": org,
                 "ingested_at": ts + timedelta(seconds=5),
+                "arrived_at": ts + timedelta(seconds=1),
             }
         )
     return events
@@ -45,34 +47,39 @@ def truth(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[int,
     return {k: (v[0], v[1], v[2]) for k, v in out.items()}
 
 
-def partition(stream: str, org: str) -> str:
-    return layout.partition_prefix(stream, org, "2026-03-01", "10")
+def partition(org: str) -> str:
+    return layout.partition_prefix(org, "2026-03-01", "10")
 
 
-def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(clickhouse_stack, ch_wait):
+def test_s3_files_flow_to_the_ledger_and_usage_with_duplicates_and_late_events_apart(clickhouse_stack, ch_wait):
     stack = clickhouse_stack()
     rng = random.Random(7)
     acme, globex = make_events(rng, 300, "acme"), make_events(rng, 200, "globex")
     late = make_events(rng, 40, "acme", prefix="late")
+    for e in late:  # they arrived 40 days after their time: past the 35-day grace
+        e["arrived_at"] = e["ingested_at"] = e["timestamp"] + timedelta(days=40)
 
     for i in range(0, 300, 100):
-        stack.put_events(partition("events", "acme"), acme[i : i + 100])
-    stack.put_events(partition("events", "globex"), globex)
-    stack.put_events(partition("late", "acme"), late)
+        stack.put_events(partition("acme"), acme[i : i + 100])
+    stack.put_events(partition("globex"), globex)
+    stack.put_events(partition("acme"), late)
     # Firehose's error output and the HTTP backup hold valid-looking Parquet; they must be ignored.
     stack.put_events(f"{layout.ERRORS_PREFIX}processing-failed/2026/03/01/", make_events(rng, 25, "acme", "err"))
     stack.put_events(f"{layout.HTTP_BACKUP_PREFIX}2026/03/01/", make_events(rng, 25, "acme", "bak"))
 
-    stack.wait_count("events_raw", 500)
-    stack.wait_count("events_late", 40)
+    stack.wait_count("events_raw", 540)
+    stack.wait_usage_caught_up()
 
     # Redeliveries: Firehose retries part of a batch into a new object, and a whole file is
     # read a second time (as S3Queue does after a lost Keeper entry).
-    again = [stack.put_events(partition("events", "acme"), acme[:150])]
-    again.append(stack.put_events(partition("events", "globex"), globex))
+    again = [stack.put_events(partition("acme"), acme[:150])]
+    again.append(stack.put_events(partition("globex"), globex))
     stack.wait_processed(again)
-    assert stack.count("events_raw") >= 650  # stored at least once more (identical blocks may be dropped at insert)
-    assert stack.count("events_raw", final=True) == 500
+    stack.wait_usage_caught_up()
+    landed = stack.count("events_raw")
+    assert landed >= 540  # identical blocks may be dropped at insert; whatever landed is judged
+    counts = ledger.verdict_counts(stack.client, stack.database)
+    assert (counts["billed"], counts["late"], counts["duplicate"], counts["conflict"]) == (500, 40, landed - 540, 0)
 
     db = stack.database
     sources = stack.client.query(f"SELECT DISTINCT source FROM {db}.events_raw").result_rows
@@ -84,29 +91,28 @@ def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(cli
         return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
     def data_left() -> set[str]:
-        return {k for k in bucket_keys() if k.startswith((layout.EVENTS_PREFIX, layout.LATE_PREFIX))}
+        return {k for k in bucket_keys() if k.startswith(layout.EVENTS_PREFIX)}
 
     ch_wait(lambda: not data_left(), what="ingested objects moved to archive/")  # the move follows the commit
     keys = bucket_keys()
     archived = {k.removeprefix(layout.ARCHIVE_PREFIX) for k in keys if k.startswith(layout.ARCHIVE_PREFIX)}
     assert {s for (s,) in sources} <= archived
-    assert any(k.startswith(layout.LATE_PREFIX) for k in archived)
     assert any(k.startswith(layout.ERRORS_PREFIX) for k in keys) and any(
         k.startswith(layout.HTTP_BACKUP_PREFIX) for k in keys
     )
     stray = f"SELECT count() FROM {db}.events_raw WHERE transaction_id LIKE 'err-%' OR transaction_id LIKE 'bak-%'"
     assert int(stack.client.command(stray)) == 0
-    assert int(stack.client.command(f"SELECT countIf(transaction_id NOT LIKE 'late-%') FROM {db}.events_late")) == 0
+    late_ids = stack.client.query(f"SELECT DISTINCT substring(transaction_id, 1, 5) FROM {db}.events_late").result_rows
+    assert late_ids == [("late-",)]
 
-    stack.wait_usage_caught_up()
     expected = truth(acme + globex)
     start, end = BASE, BASE + timedelta(hours=4)
     for (org, customer, code), (count, value_sum, decimal_sum) in expected.items():
         got = query_usage(stack.client, db, org, customer, code, start, end)
         assert (got.event_count, got.value_sum, got.decimal_value_sum) == (count, value_sum, decimal_sum)
         assert query_usage_raw(stack.client, db, org, customer, code, start, end) == got
-    hourly_total = int(stack.client.command(f"SELECT sum(event_count) FROM {db}.usage_hourly FINAL"))
-    assert hourly_total == 500  # late events are not billed automatically
+    hourly_total = int(stack.client.command(f"SELECT sum(event_count) FROM {db}.usage_hourly"))
+    assert hourly_total == 500  # late events are not billed until accepted
 
     # One hour on its own equals the ground truth of that hour.
     hour = BASE + timedelta(hours=2)
@@ -120,24 +126,24 @@ def test_s3_files_flow_to_events_raw_late_and_usage_with_duplicates_excluded(cli
 def test_a_redelivery_after_usage_was_computed_changes_nothing(clickhouse_stack):
     stack = clickhouse_stack()
     events = make_events(random.Random(11), 120, "initech")
-    stack.put_events(partition("events", "initech"), events)
+    stack.put_events(partition("initech"), events)
     stack.wait_count("events_raw", 120)
     stack.wait_usage_caught_up()
     db = stack.database
-    before = stack.client.query(
-        f"SELECT external_customer_id, code, hour, event_count, value_sum, decimal_value_sum "
-        f"FROM {db}.usage_hourly FINAL ORDER BY ALL"
-    ).result_rows
+    hourly = (
+        "SELECT external_customer_id, code, hour, sum(event_count), sum(value_sum), sum(decimal_value_sum) "
+        f"FROM {db}.usage_hourly GROUP BY ALL ORDER BY ALL"
+    )
+    before = stack.client.query(hourly).result_rows
 
-    # The same events, delivered twice more: as a copy of the file and split differently.
-    again = [stack.put_events(partition("events", "initech"), events)]
-    again.append(stack.put_events(partition("events", "initech"), events[::-1]))
+    # The same Parquet file read twice more: as a copy of the file and split differently.
+    again = [stack.put_events(partition("initech"), events)]
+    again.append(stack.put_events(partition("initech"), events[::-1]))
     stack.wait_processed(again)
-    assert stack.count("events_raw") >= 240 and stack.count("events_raw", final=True) == 120
     stack.wait_usage_caught_up()
-    after = stack.client.query(
-        f"SELECT external_customer_id, code, hour, event_count, value_sum, decimal_value_sum "
-        f"FROM {db}.usage_hourly FINAL ORDER BY ALL"
-    ).result_rows
+    landed = stack.count("events_raw")
+    assert landed >= 240
+    assert ledger.verdict_counts(stack.client, db)["duplicate"] == landed - 120
+    after = stack.client.query(hourly).result_rows
     assert after == before
     assert sum(r[3] for r in after) == 120

@@ -42,7 +42,9 @@ def settings(**kw) -> ClickHouseSettings:
         ({"archive_prefix": "archive"}, "archive_prefix", "ending in '/'"),
         ({"tracked_files_limit": 10}, "tracked_files_limit", "integer in"),
         ({"polling_min_timeout_ms": 5000, "polling_max_timeout_ms": 1000}, "polling_min_timeout_ms", "exceed"),
-        ({"usage_refresh_seconds": 60, "usage_lookback_seconds": 60}, "usage_lookback_seconds", "twice"),
+        ({"refresh_seconds": 0}, "refresh_seconds", "integer in"),
+        ({"grace_days": 0}, "grace_days", "integer in"),
+        ({"dedup_window_days": "35"}, "dedup_window_days", "integer in"),
     ],
 )
 def test_bad_settings_name_the_key(kwargs, key, words):
@@ -65,18 +67,18 @@ def test_from_env_reads_prefixed_variables_and_overrides_win():
 def _table_columns(sql: str, table: str) -> list[tuple[str, str]]:
     body = re.search(rf"CREATE TABLE IF NOT EXISTS \w+\.{table} \(\n(.*?)\n\)", sql, re.S)
     assert body, table
-    return [tuple(re.match(r"\s*`(\w+)` (.*?),?$", line).groups()) for line in body.group(1).splitlines()]
+    columns = (re.match(r"\s*`(\w+)` (.*?),?$", line) for line in body.group(1).splitlines())
+    return [m.groups() for m in columns if m]  # a PROJECTION line is not a column
 
 
 def test_event_columns_come_from_the_schema():
     sql = render_sql(settings())
     schema = [(n, k) for n, k in clickhouse_columns()]
-    for table in (tables.EVENTS_RAW, tables.EVENTS_LATE):
+    for table, extra in ((tables.EVENTS_RAW, tables.LANDING_COLUMN_TYPES), (tables.LEDGER, tables.LEDGER_COLUMN_TYPES)):
         cols = _table_columns(sql, table)
         assert cols[: len(schema)] == schema
-        assert [n for n, _ in cols[len(schema) :]] == [n for n, _ in tables.EVENT_EXTRA_COLUMNS]
-    for queue in (tables.EVENTS_QUEUE, tables.LATE_QUEUE):
-        assert _table_columns(sql, queue) == schema
+        assert [n for n, _ in cols[len(schema) :]][: len(extra)] == [n for n, _ in extra]
+    assert _table_columns(sql, tables.EVENTS_QUEUE) == schema
     assert tuple(n for n, _ in schema) == tables.EVENT_COLUMNS
 
 
@@ -84,28 +86,28 @@ def test_queues_read_only_their_prefix_and_never_errors_or_backup():
     s = settings()
     sql = render_sql(s)
     urls = re.findall(r"url = '([^']+)'", sql)
-    assert urls == [f"{BUCKET}/{layout.EVENTS_PREFIX}**", f"{BUCKET}/{layout.LATE_PREFIX}**"]
+    assert urls == [f"{BUCKET}/{layout.EVENTS_PREFIX}**"]
     for url in urls:
         assert layout.ERRORS_PREFIX not in url and layout.HTTP_BACKUP_PREFIX not in url
-    assert sql.count("mode = 'unordered'") == 2
+    assert sql.count("mode = 'unordered'") == 1
     for setting in (
         "tracked_files_limit = 2000000",
         "tracked_file_ttl_sec = 3024000",
         "polling_max_timeout_ms = 10000",
     ):
-        assert sql.count(setting) == 2
+        assert sql.count(setting) == 1
     # Tracking outlives the objects: a forgotten file that still exists would be read again.
     assert s.tracked_file_ttl_sec > layout.DATA_RETENTION_DAYS * 86_400
 
 
 def test_ingested_objects_move_out_of_the_queues_reach():
     moved = render_sql(settings())
-    assert moved.count("after_processing = 'move'") == 2
-    assert moved.count(f"after_processing_move_prefix = '{layout.ARCHIVE_PREFIX}'") == 2
-    assert moved.count("after_processing_move_preserve_path = 1") == 2
+    assert moved.count("after_processing = 'move'") == 1
+    assert moved.count(f"after_processing_move_prefix = '{layout.ARCHIVE_PREFIX}'") == 1
+    assert moved.count("after_processing_move_preserve_path = 1") == 1
     assert "after_processing = 'keep'" not in moved
     kept = render_sql(settings(move_processed=False))  # for servers older than 25.x
-    assert kept.count("after_processing = 'keep'") == 2 and "after_processing_move" not in kept
+    assert kept.count("after_processing = 'keep'") == 1 and "after_processing_move" not in kept
 
 
 def test_an_http_only_schema_has_no_queues():
@@ -135,16 +137,32 @@ def test_credentials_are_referenced_never_rendered(monkeypatch):
     assert settings(named_collection="", role_arn=ROLE).credentials_mode is CredentialsMode.ROLE
 
 
-def test_tables_make_dedup_tokens_effective_and_dedupe_by_transaction():
-    sql = render_sql(settings(dedup_window=777))
-    for table in (tables.EVENTS_RAW, tables.EVENTS_LATE, tables.DEAD_LETTER):
-        block = sql.split(f"CREATE TABLE IF NOT EXISTS bxb.{table} ")[1].split(";")[0]
-        assert "non_replicated_deduplication_window = 777" in block
-    raw = sql.split("CREATE TABLE IF NOT EXISTS bxb.events_raw ")[1].split(";")[0]
-    assert "ReplacingMergeTree(version)" in raw
-    assert "ORDER BY (organization_id, external_customer_id, code, timestamp, transaction_id)" in raw
-    # usage_hourly is only ever computed from deduplicated rows.
-    assert "FROM bxb.events_raw FINAL" in sql.split("usage_hourly_refresh")[1]
+def _statement(sql: str, head: str) -> str:
+    return sql.split(head)[1].split(";\n")[0]
+
+
+def test_landing_keeps_every_copy_in_commit_order_and_drops_retried_inserts():
+    sql = render_sql(settings(insert_dedup_window=777))
+    for table in (tables.EVENTS_RAW, tables.DEAD_LETTER):
+        assert "non_replicated_deduplication_window = 777" in _statement(sql, f"TABLE IF NOT EXISTS bxb.{table} ")
+    raw = _statement(sql, f"TABLE IF NOT EXISTS bxb.{tables.EVENTS_RAW} ")
+    assert "ENGINE = MergeTree\n" in raw  # nothing collapses copies: the resolver sees them all
+    assert "enable_block_number_column = 1, enable_block_offset_column = 1" in raw
+
+
+def test_the_resolver_is_the_only_writer_of_the_ledger_and_reads_by_mark_not_clock():
+    s = settings(grace_days=40, dedup_window_days=30, resolve_batch_rows=12345, refresh_seconds=7)
+    sql = render_sql(s)
+    resolver = _statement(sql, f"VIEW IF NOT EXISTS bxb.{tables.RESOLVER}\n")
+    assert f"REFRESH EVERY 7 SECOND APPEND TO bxb.{tables.LEDGER}" in resolver
+    assert "LIMIT 12345" in resolver and "INTERVAL 40 DAY" in resolver and "INTERVAL 30 DAY" in resolver
+    assert "_block_number" in resolver and "inserted_at >" not in resolver and "now64(3) -" in resolver
+    # One refresh writes one part: all or nothing.
+    assert f"min_insert_block_size_rows = {2 * 12345 + 1}, min_insert_block_size_bytes = 0" in resolver
+    assert sql.count(f"APPEND TO bxb.{tables.LEDGER}") == 1
+    usage = _statement(sql, f"VIEW IF NOT EXISTS bxb.{tables.USAGE_REFRESH_MV}\n")
+    assert f"FROM bxb.{tables.LEDGER}" in usage and "verdict IN ('billed', 'accepted')" in usage
+    assert "inserted_at" not in usage and "computed_at)" not in usage  # progress is a mark, never a clock
 
 
 def test_migrations_are_numbered_and_checksums_follow_the_settings():

@@ -40,6 +40,7 @@ def line(**fields: Any) -> bytes:
         "properties": "{}",
         "organization_id": "org_1",
         "ingested_at": NOW_MS,
+        "arrived_at": NOW_MS,
     }
     return json.dumps({**base, **fields}).encode() + b"\n"
 

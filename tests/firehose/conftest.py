@@ -100,6 +100,7 @@ def event(i: int, org: str = "org-a", **over: Any) -> dict[str, Any]:
         "value": float(i),
         "organization_id": org,
         "ingested_at": NOW_MS,
+        "arrived_at": NOW_MS,
     }
     body.update(over)
     return body
@@ -133,7 +134,6 @@ class EchoTransform:
                 continue
             obj = json.loads(data)
             keys = {
-                "stream": obj.pop("_stream", "events"),
                 "organization_id": str(obj.get("organization_id", "none")),
                 "date": "2026-01-02",
                 "hour": "03",

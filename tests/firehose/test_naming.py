@@ -7,13 +7,13 @@ from bxb_stream.firehose.naming import PrefixError, evaluate_prefix, java_dateti
 from bxb_stream.firehose.settings import DATA_PREFIX, ERROR_PREFIX, HTTP_BACKUP_ERROR_PREFIX, HTTP_BACKUP_PREFIX
 
 WHEN = 1_767_323_045_678  # 2026-01-02T03:04:05.678Z
-KEYS = {"stream": "late", "organization_id": "acme", "date": "2025-12-31", "hour": "23"}
+KEYS = {"organization_id": "acme", "date": "2025-12-31", "hour": "23"}
 
 
 def test_data_prefix_uses_the_lambdas_partition_keys() -> None:
     got = evaluate_prefix(DATA_PREFIX, when_ms=WHEN, partition_keys=KEYS)
-    assert got == "late/organization_id=acme/date=2025-12-31/hour=23/"
-    assert partition_fields(DATA_PREFIX) == ("stream", "organization_id", "date", "hour")
+    assert got == "events/organization_id=acme/date=2025-12-31/hour=23/"
+    assert partition_fields(DATA_PREFIX) == ("organization_id", "date", "hour")
 
 
 def test_error_and_backup_prefixes_use_type_and_utc_time() -> None:

@@ -16,6 +16,7 @@ BASE = {
     "properties": "{}",
     "organization_id": "o1",
     "ingested_at": 1767323045679,
+    "arrived_at": 1767323045678,
 }
 
 

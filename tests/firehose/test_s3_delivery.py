@@ -22,7 +22,7 @@ def test_interval_flush_parquet_prefixes_and_error_objects(aws: Any, kit: Any) -
     stream, bucket = aws.new_stream(shards=2), aws.new_bucket()
     datas = [kit.line(i, org="org-a") for i in range(40)] + [kit.line(100 + i, org="org-b") for i in range(20)]
     datas += [b"drop-1", b"drop-2", b"drop-3", b"fail-1", b"fail-2"]
-    datas += [kit.line(200, timestamp="yesterday"), kit.line(201, _stream="late")]
+    datas += [kit.line(200, timestamp="yesterday"), kit.line(201, organization_id="org-c")]
     aws.put(stream, datas)
     clock = ManualClock(start=kit.NOW_MS / 1000)
     transform = kit.EchoTransform()
@@ -47,7 +47,7 @@ def test_interval_flush_parquet_prefixes_and_error_objects(aws: Any, kit: Any) -
     assert prefixes == [
         "events/organization_id=org-a/date=2026-01-02/hour=03",
         "events/organization_id=org-b/date=2026-01-02/hour=03",
-        "late/organization_id=org-a/date=2026-01-02/hour=03",
+        "events/organization_id=org-c/date=2026-01-02/hour=03",
     ]
     for key in data_keys:
         match = re.fullmatch(NAME + r"\.parquet", key.rsplit("/", 1)[1])

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -20,7 +21,7 @@ from bxb_stream.events.lines import to_line
 from bxb_stream.events.validate import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW_MS = 1_790_000_000_000
+NOW_MS = int(time.time() * 1000)  # the child checks ingested_at against its own clock
 CHILD = """
 import json, os, sys
 from bxb_stream.clickhouse import engine, migrations

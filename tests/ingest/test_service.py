@@ -18,6 +18,7 @@ from bxb_stream.config import EventRules
 from bxb_stream.events.lines import to_line
 from bxb_stream.events.validate import normalize
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
+from bxb_stream.ingest.rows import Trust
 
 NOW_MS = 1_790_000_000_000
 KEY = "k3y-current-0123456789"
@@ -79,11 +80,14 @@ def secrets():
 
 @pytest.fixture
 def service(secrets, ingest_db) -> Callable[..., IngestService]:
-    def build(client_factory: Callable[[], Any] | None = None, limits: Limits | None = None) -> IngestService:
+    def build(
+        client_factory: Callable[[], Any] | None = None, limits: Limits | None = None, **settings: Any
+    ) -> IngestService:
         return IngestService(
             AccessKeys(secrets, "bxb/firehose-access-key"),
             client_factory or ingest_db.client_factory,
-            IngestSettings(database=ingest_db.database, default_organization="org_1", limits=limits or Limits()),
+            IngestSettings(database=ingest_db.database, trust=Trust("org_1"), limits=limits or Limits(), **settings),
+            clock=lambda: NOW_MS / 1000 + 30,  # the ingest runs half a minute after the transform
         )
 
     return build
@@ -194,7 +198,8 @@ def test_records_that_do_not_fit_the_schema_are_dead_lettered_and_the_rest_store
         (6, "not_json"),
         (7, "not_base64"),
     ]
-    assert dead(ingest_db)[0][3] == "{oops\n"  # the raw record, for replay
+    assert dead(ingest_db)[0][3] == base64.b64encode(b"{oops\n").decode()  # the record as received, for replay
+    assert dead(ingest_db)[-1][3] == "***"
     assert outcome.rows_inserted + outcome.dead_lettered == len(records) + 1  # nothing lost
 
 
@@ -248,10 +253,37 @@ def test_clickhouse_down_is_503_and_nothing_is_stored(service, ingest_db):
     assert [row[0] for row in stored(ingest_db)] == ["a"]
 
 
-def test_late_events_go_to_the_late_table(service, ingest_db):
-    old = line("old", timestamp=(NOW_MS - 25 * 3_600_000) / 1000)
+def test_old_events_land_like_any_other_the_resolver_decides_lateness(service, ingest_db):
+    old = line("old", timestamp=(NOW_MS - 40 * 86_400_000) / 1000)
     response, outcome = service().handle(fn_url_event([line("new"), old], request_id="late-1"))
-    assert status(response) == 200 and (outcome.rows_inserted, outcome.rows_late) == (1, 1)
-    assert [row[0] for row in stored(ingest_db)] == ["new"]
-    late = ingest_db.client.query(f"SELECT transaction_id FROM {ingest_db.database}.events_late").result_rows
-    assert late == [("old",)]
+    assert status(response) == 200 and outcome.rows_inserted == 2
+    assert [row[0] for row in stored(ingest_db)] == ["new", "old"]
+
+
+def test_fields_the_transform_sets_are_checked_again(service, ingest_db):
+    """The ingest does not trust the body: another organization, an ingested_at the transform cannot
+    have written, or an arrival after the transform ran are dead letters, the rest is stored."""
+    other_org = line("a")[:-2].replace(b'"org_1"', b'"org_2"') + b"}\n"
+    stale = line("b").replace(str(NOW_MS).encode(), str(NOW_MS - 8 * 86_400_000).encode())
+    future = line("c").replace(
+        b'"ingested_at":' + str(NOW_MS).encode(), b'"ingested_at":' + str(NOW_MS + 3_600_000).encode()
+    )
+    arrived_late = line("d").replace(
+        b'"arrived_at":' + str(NOW_MS).encode(), b'"arrived_at":' + str(NOW_MS + 1).encode()
+    )
+    response, outcome = service().handle(fn_url_event([line("ok"), other_org, stale, future, arrived_late]))
+    assert status(response) == 200 and outcome.rows_inserted == 1
+    assert [row[0] for row in stored(ingest_db)] == ["ok"]
+    assert [(r[1], r[2]) for r in dead(ingest_db)] == [
+        (1, "organization_mismatch"),
+        (2, "ingested_at_out_of_range"),
+        (3, "ingested_at_out_of_range"),
+        (4, "arrived_after_ingested"),
+    ]
+
+
+def test_a_request_from_another_delivery_stream_is_refused(service, ingest_db):
+    svc = service(source_arn="arn:aws:firehose:us-east-1:123456789012:deliverystream/bxb-stream-http")
+    response, _ = svc.handle(fn_url_event([line("a")]))  # the fixture's stream is .../bxb-http
+    assert status(response) == 401 and "delivery stream" in body(response)["errorMessage"]
+    assert stored(ingest_db) == []

@@ -145,9 +145,10 @@ def test_closed_producer_refuses_puts(stub: Any) -> None:
 
 def test_synthetic_generator_is_seeded_skewed_and_tagged() -> None:
     now = 1_750_000_000_000
-    first = list(generate(3000, seed=5, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
-    assert first == list(generate(3000, seed=5, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
-    assert first != list(generate(3000, seed=6, duplicate_share=0.05, invalid_share=0.05, late_share=0.05, now_ms=now))
+    shares = {"duplicate_share": 0.05, "invalid_share": 0.05, "late_share": 0.05, "conflict_share": 0.05}
+    first = list(generate(3000, seed=5, now_ms=now, **shares))
+    assert first == list(generate(3000, seed=5, now_ms=now, **shares))
+    assert first != list(generate(3000, seed=6, now_ms=now, **shares))
     kinds = [e.kind for _, e in first]
     for kind in Expect:
         assert 0.02 < kinds.count(kind) / len(kinds) < (0.9 if kind is Expect.STORED else 0.09)
@@ -161,6 +162,11 @@ def test_synthetic_generator_is_seeded_skewed_and_tagged() -> None:
     originals = {e.transaction_id for e in valid} | {e.transaction_id for _, e in first if e.kind is Expect.LATE}
     assert all(e.transaction_id in originals for _, e in first if e.kind is Expect.DUPLICATE)
     late = [e for _, e in first if e.kind is Expect.LATE]
-    assert all(e.timestamp_ms < now - 86_400_000 for e in late)
+    assert all(e.timestamp_ms < now - 35 * 86_400_000 for e in late)  # past the default grace
+    conflicts = [(event, e) for event, e in first if e.kind is Expect.CONFLICT]
+    assert all(e.transaction_id in {v.transaction_id for v in valid} for _, e in conflicts)
+    # Each conflicting copy is a new variant: no two of one transaction carry the same value.
+    variants = [(event["transaction_id"], event["value"]) for event, _ in conflicts]
+    assert len(variants) == len(set(variants))
     with pytest.raises(ValueError):
         list(generate(1, invalid_share=0.6, late_share=0.6))

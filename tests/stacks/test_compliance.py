@@ -20,12 +20,10 @@ EXPECTED_ACKNOWLEDGED = {
     "AwsSolutions-SMG4",  # Firehose access key: rotated by updating the secret
     # Object keys under a prefix: Firehose writes (its own prefixes), ClickHouse reads and moves (Parquet).
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/events/*]",
-    "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/late/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/errors/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/http-backup/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/http-backup-errors/*]",
     "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/archive/events/*]",
-    "AwsSolutions-IAM5[Resource::<ArchiveBucket49F1AC64.Arn>/archive/late/*]",
 }
 
 

@@ -26,7 +26,7 @@ class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bxb-transform"
     aws_request_id = "req-1"
 
-print("RULES " + json.dumps([module.RULES.organization_id, module.RULES.allowed_lateness_seconds]))
+print("RULES " + json.dumps([module.RULES.organization_id, module.RULES.future_skew_seconds]))
 response = module.handler(json.load(sys.stdin), Context())
 print("RESPONSE " + json.dumps(response))
 """
@@ -64,8 +64,8 @@ def test_handler_logs_each_rejection_and_emits_counts():
             for rid, e in (("r1", good), ("r2", bad), ("r3", good))
         ],
     }
-    response, lines, rules = invoke(event, BXB_ORGANIZATION_ID="org_env", BXB_ALLOWED_LATENESS_SECONDS="3600")
-    assert rules == ["org_env", 3600]  # the rules come from the environment
+    response, lines, rules = invoke(event, BXB_ORGANIZATION_ID="org_env", BXB_FUTURE_SKEW_SECONDS="600")
+    assert rules == ["org_env", 600]  # the rules come from the environment
     assert [r["result"] for r in response["records"]] == ["Ok", "ProcessingFailed", "Dropped"]
 
     rejection = next(line for line in lines if line.get("message") == "record rejected")
@@ -75,6 +75,7 @@ def test_handler_logs_each_rejection_and_emits_counts():
     metrics = [line for line in lines if "_aws" in line]
     names = {m["Name"] for blob in metrics for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"RecordsIn", "RecordsOk", "RecordsDropped", "RecordsProcessingFailed", "RecordsByReason"} <= names
+    assert "ResponseBytes" in names  # measured as the runtime encodes it: the 6 MB limit can be alarmed on
     counts = next(blob for blob in metrics if "RecordsIn" in blob)
     assert counts["RecordsIn"] == [3.0] and counts["RecordsOk"] == [1.0] and counts["RecordsProcessingFailed"] == [1.0]
     by_reason = {blob["Reason"]: blob["RecordsByReason"] for blob in metrics if "Reason" in blob}

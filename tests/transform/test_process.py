@@ -51,27 +51,38 @@ def test_valid_events_come_back_ok_with_partition_keys(transformer, make_request
     assert_balanced(request, response, stats)
     assert stats.results["Ok"] == 2
     first, second = response["records"]
-    assert first["metadata"]["partitionKeys"] == {
-        "organization_id": "org_1",
-        "date": "2026-09-21",
-        "hour": "14",
-        "stream": "events",
-    }
+    assert first["metadata"]["partitionKeys"] == {"organization_id": "org_1", "date": "2026-09-21", "hour": "14"}
     assert second["metadata"]["partitionKeys"]["hour"] == "13"
     lines = [base64.b64decode(r["data"]) for r in response["records"]]
     assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
     rows = decoded_lines(response)
     assert [r["transaction_id"] for r in rows] == ["a", "b"]
     assert rows[0]["ingested_at"] == NOW_MS and rows[0]["organization_id"] == "org_1"
+    assert rows[0]["arrived_at"] == NOW_MS  # the record's Kinesis arrival, the same on every retry
 
 
-def test_duplicates_within_a_batch_are_dropped_and_counted(transformer, make_request, make_event):
-    request = make_request(make_event("a"), make_event("b"), make_event("a", value=9.0), make_event("a"))
+def test_duplicates_within_a_batch_are_dropped_and_conflicts_passed_on(transformer, make_request, make_event):
+    request = make_request(
+        make_event("a"),
+        make_event("b"),
+        make_event("a", value=9.0),  # another payload: stored, so ClickHouse records the conflict
+        make_event("a"),  # the first copy again: dropped, counted
+        make_event("a", value=9.0),  # the conflicting copy again: nothing new, dropped
+    )
     response, stats = transformer.process(request)
     assert_balanced(request, response, stats)
-    assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "Dropped", "Dropped"]
-    assert stats.reasons["duplicate_in_batch"] == 2
-    assert "value" not in decoded_lines(response)[0]  # the first occurrence wins
+    assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "Ok", "Dropped", "Dropped"]
+    assert stats.reasons == Counter({"duplicate_in_batch": 2, "conflict_in_batch": 1}) and stats.conflicts == 1
+    lines = decoded_lines(response)
+    assert [(r["transaction_id"], r.get("value")) for r in lines] == [("a", None), ("b", None), ("a", 9.0)]
+
+
+def test_a_resend_without_timestamp_is_the_same_payload(transformer, make_request, make_event):
+    """Without a timestamp each copy takes its own arrival time; what was sent is still identical."""
+    request = make_request(make_event("a", timestamp=None), make_event("a", timestamp=None))
+    request["records"][1]["approximateArrivalTimestamp"] += 5_000
+    response, _ = transformer.process(request)
+    assert [r["result"] for r in response["records"]] == ["Ok", "Dropped"]
 
 
 def test_same_transaction_id_in_two_organizations_is_not_a_duplicate(make_request, make_event):
@@ -85,22 +96,16 @@ def test_same_transaction_id_in_two_organizations_is_not_a_duplicate(make_reques
     assert [r["metadata"]["partitionKeys"]["organization_id"] for r in response["records"][:2]] == ["org_1", "org_2"]
 
 
-def test_late_events_go_to_the_late_stream(make_request, make_event):
-    rules = EventRules(organization_id="org_1", allowed_lateness_seconds=3600)
-    transformer = Transformer(rules, clock=lambda: NOW_MS / 1000)
-    on_time = make_event("a", timestamp=(NOW_MS - HOUR_MS + 1000) / 1000)
-    late = make_event("b", timestamp=(NOW_MS - HOUR_MS - 1000) / 1000)
-    response, stats = transformer.process(make_request(on_time, late))
-    assert [r["metadata"]["partitionKeys"]["stream"] for r in response["records"]] == ["events", "late"]
-    assert stats.late == 1 and stats.results["Ok"] == 2
-
-
-def test_lateness_is_measured_from_arrival_so_a_retry_decides_the_same(rules, make_request, make_event):
-    late_at_arrival = make_event("a", timestamp=(NOW_MS - 25 * HOUR_MS) / 1000)
+def test_lateness_is_not_decided_here_an_old_event_passes_with_its_arrival(rules, make_request, make_event):
+    """Billing periods live in ClickHouse; the transform only records when the record arrived,
+    so both delivery paths (and every Firehose retry) give the resolver the same inputs."""
+    old = make_event("a", timestamp=(NOW_MS - 40 * 24 * HOUR_MS) / 1000)
     for clock_ms in (NOW_MS, NOW_MS + 48 * HOUR_MS):  # Firehose retried two days later
         transformer = Transformer(rules, clock=lambda c=clock_ms: c / 1000)
-        response, _ = transformer.process(make_request(late_at_arrival, arrival_ms=NOW_MS))
-        assert response["records"][0]["metadata"]["partitionKeys"]["stream"] == "late"
+        response, _ = transformer.process(make_request(old, arrival_ms=NOW_MS))
+        (line,) = decoded_lines(response)
+        assert response["records"][0]["result"] == "Ok" and line["arrived_at"] == NOW_MS
+        assert line["timestamp"] == NOW_MS - 40 * 24 * HOUR_MS
 
 
 def test_a_bad_record_never_fails_the_batch(transformer, make_request, make_event):
@@ -166,6 +171,7 @@ def test_output_lines_validate_against_the_arrow_schema(transformer, make_reques
             row.setdefault(name, None)
         row["timestamp"] = pa.scalar(row["timestamp"], pa.timestamp("ms", tz="UTC"))
         row["ingested_at"] = pa.scalar(row["ingested_at"], pa.timestamp("ms", tz="UTC"))
+        row["arrived_at"] = pa.scalar(row["arrived_at"], pa.timestamp("ms", tz="UTC"))
         if row["decimal_value"] is not None:
             row["decimal_value"] = Decimal(row["decimal_value"])  # a string in JSON, as the SerDe reads it
     table = pa.Table.from_pylist(rows, schema=schema)
