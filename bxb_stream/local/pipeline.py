@@ -60,6 +60,9 @@ class LocalOptions:
     timeout_s: float = 900.0  # for the whole wait after producing
     fresh: bool = True  # wipe data_dir first (chDB's queue state is in memory, so a reused one re-reads)
     database: str | None = None  # ClickHouse database (prefix); default: the config's
+    # Both paths into one database, as deployed (each event then lands twice, and is billed once);
+    # per-path reconciliation needs separate databases, so the CLI keeps them apart.
+    shared_database: bool = False
 
 
 @dataclass
@@ -116,8 +119,9 @@ class LocalPipeline:
         )
         self.aws.ensure_stream(targets.stream, opts.shards)
         self.aws.ensure_bucket(targets.bucket)
-        for path in opts.paths:
-            settings = local_settings.clickhouse_settings(self._database(path), targets, s3_queues=path == "s3")
+        for database in dict.fromkeys(self._database(path) for path in opts.paths):
+            queues = any(path == "s3" and self._database(path) == database for path in opts.paths)
+            settings = local_settings.clickhouse_settings(database, targets, s3_queues=queues)
             migrations.ensure_named_collection_from_env(self.client, settings)
             migrations.apply(self.client, settings)
         if "http" in opts.paths:
@@ -144,7 +148,10 @@ class LocalPipeline:
 
     def _database(self, path: str) -> str:
         return local_settings.database_for(
-            self.options.database or self.config.clickhouse.database, path, self.options.paths
+            self.options.database or self.config.clickhouse.database,
+            path,
+            self.options.paths,
+            shared=self.options.shared_database,
         )
 
     def _runner(self, path: str) -> DeliveryStream:

@@ -87,10 +87,10 @@ def clickhouse_settings(database: str, targets: LocalTargets, *, s3_queues: bool
     )
 
 
-def database_for(base: str, path: str, paths: tuple[str, ...]) -> str:
-    """Deployed, both paths share one database. Locally each path gets its own when both run,
-    so each reconciles on its own; a single path uses the configured name."""
-    return base if len(paths) == 1 else f"{base}_{path}"
+def database_for(base: str, path: str, paths: tuple[str, ...], *, shared: bool = False) -> str:
+    """Deployed, both paths share one database (``shared``). Locally each path gets its own when
+    both run, so each reconciles on its own; a single path uses the configured name."""
+    return base if shared or len(paths) == 1 else f"{base}_{path}"
 
 
 def _interval(configured: float, override: float | None) -> float:
