@@ -76,6 +76,10 @@ class MotoServer:
             raise ValueError(f"moto runs as a 'process' or a 'thread', not {mode!r}")
         self.endpoint = f"http://127.0.0.1:{port}"
 
+    def exited(self) -> int | None:
+        """The child's exit code if it has died (it never stops on its own), else None."""
+        return self.child.poll() if self.child is not None else None
+
     def peak_rss_mb(self) -> float:
         """The child's high-water RSS (0 in thread mode: it is part of this process's)."""
         if self.child is None:
@@ -138,6 +142,12 @@ class AwsStandIn:
     @property
     def started_moto(self) -> bool:
         return self._server is not None
+
+    def check(self) -> None:
+        """Raise ``AwsStandInError`` if the moto we started has died: nothing can go on without it."""
+        code = self._server.exited() if self._server is not None else None
+        if code is not None:
+            raise AwsStandInError(f"the local AWS stand-in (moto) exited unexpectedly with code {code}")
 
     @property
     def replayed(self) -> int:

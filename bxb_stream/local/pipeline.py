@@ -37,7 +37,7 @@ from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
 from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, LATE_PREFIX
 from bxb_stream.local import settings as local_settings
-from bxb_stream.local.aws import AwsStandIn
+from bxb_stream.local.aws import AwsStandIn, AwsStandInError
 from bxb_stream.local.function_url import FunctionUrlServer
 from bxb_stream.local.reconcile import Expected, PathCounts
 from bxb_stream.producer import LEGACY, Producer
@@ -250,7 +250,12 @@ class LocalPipeline:
         return out
 
     def check(self) -> None:
-        """Raise ``RunnerFailed`` if a runner stopped on an error it cannot retry."""
+        """Raise ``RunnerFailed`` if a runner stopped on an error it cannot retry, or our moto died
+        (runners would retry against it for ever)."""
+        try:
+            self.aws.check()
+        except AwsStandInError as exc:
+            raise RunnerFailed(str(exc)) from None
         if self.failed.is_set():
             failed = [f"{r.name}: {r.error}" for r in self.paths.values() if r.error]
             raise RunnerFailed("Firehose runner stopped, " + "; ".join(failed))

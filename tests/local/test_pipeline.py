@@ -193,3 +193,17 @@ def test_stop_is_bounded_when_s3_never_answers(make_pipeline, aws_faults):
     assert stats.delivered == 0 and shutdown.in_flight["s3"] == 500 - stats.dropped > 400  # only drops settled
     assert any("cut short" in problem for problem in shutdown.problems), shutdown.problems
     assert pipeline.health()["s3"].state == "stopped"
+
+
+def test_serving_stops_when_a_runner_cannot_go_on(make_pipeline, aws_faults):
+    from rich.console import Console
+
+    from bxb_stream.cli import local as cli_local
+
+    pipeline = make_pipeline(events=100, paths=("s3",))
+    aws_faults(pipeline.paths["s3"].runner.writer.client, "PutObject", forever=(404, "NoSuchBucket"))
+    pipeline.produce()
+    console = Console(record=True, width=300)
+    with pytest.raises(RunnerFailed, match="NoSuchBucket"):
+        cli_local._serve(pipeline, console, max_seconds=120)  # would serve for 2 minutes
+    assert "runner health" in console.export_text()
