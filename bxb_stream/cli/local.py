@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]bxb-stream local: {exc}[/red]")
         return 2
 
+    from bxb_stream.clickhouse import engine as ch_engine
+
     tune_gc()
+    owns_engine = ch_engine.current() is None  # this process starts the engine: it is the CLI's own
     pipeline = LocalPipeline(config, options)
     with StopSignals() as signals:
         code = _run(pipeline, console, args, signals)
@@ -117,7 +120,15 @@ def run(args: argparse.Namespace) -> int:
         with console.status("stopping: Firehose runners flush what they hold"):
             shutdown = pipeline.stop()
         _report_shutdown(console, shutdown)
-        return code if shutdown.clean or code else 1
+        code = code if shutdown.clean or code else 1
+    if owns_engine:
+        # Leave without closing chDB: its close at exit has deadlocked (once in six SIGTERMs mid-stream,
+        # an S3Queue thread waiting on a lock), and there is nothing left to save. Inserts are synchronous,
+        # checkpoints and the AWS journal are written: this is as safe as the SIGKILL --resume recovers from.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _check_args(args: argparse.Namespace, events: int) -> str:
@@ -240,20 +251,16 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
+    total_stored = pipeline.expected.kinds["stored"]
     with Progress(*columns, console=console) as progress:
-        started = time.monotonic()
+        # Every bar starts with the first put, so its elapsed time and its rate say the same thing.
         produce = progress.add_task("produce", total=n, rate="")
-        produce_rate = _Rate(started)
-
-        def produced(done: int) -> None:
-            progress.update(produce, completed=done, rate=produce_rate.update(done))
-
-        pipeline.produce(workload, on_progress=produced)
-        total_stored = pipeline.expected.kinds["stored"]
         read = {path: progress.add_task(f"{path}: read by Firehose", total=n, rate="") for path in pipeline.paths}
         stored = {path: progress.add_task(f"{path}: queryable", total=total_stored, rate="") for path in pipeline.paths}
-        rates = {task: _Rate(started) for task in (*read.values(), *stored.values())}
+        started = time.monotonic()
+        rates = {task: _Rate(started) for task in (produce, *read.values(), *stored.values())}
         exact: dict[str, tuple[float, int]] = {}
+        shown = [started]
 
         def queryable(path: str, rows: int) -> int:
             """Rows before duplicates collapse can pass the total: then count collapsed ones (once a second)."""
@@ -271,6 +278,13 @@ def _produce_and_wait(pipeline: Any, console: Any) -> bool:
                 rows = queryable(path, c.stored)
                 progress.update(stored[path], completed=rows, rate=rates[stored[path]].update(rows))
 
+        def produced(done: int) -> None:
+            progress.update(produce, completed=done, rate=rates[produce].update(done))
+            if time.monotonic() - shown[0] >= 0.5:  # the runners read while we produce
+                shown[0] = time.monotonic()
+                delivered({path: pipeline.counts(path, final=False) for path in pipeline.paths})
+
+        pipeline.produce(workload, on_progress=produced)
         return pipeline.wait_settled(delivered)
 
 
@@ -447,7 +461,10 @@ def _report_shutdown(console: Any, shutdown: Any) -> None:
 
     left = ", ".join(f"{path} {n:,}" for path, n in shutdown.in_flight.items() if n)
     if shutdown.clean:
-        console.print(f"stopped in {shutdown.seconds:.1f}s: every runner flushed, nothing in flight")
+        console.print(
+            f"stopped in {shutdown.seconds:.1f}s: every runner flushed, nothing in flight "
+            "(records not yet read stay in the stream)"
+        )
         return
     for problem in shutdown.problems:
         console.print(f"[red]{escape(problem)}[/red]")
