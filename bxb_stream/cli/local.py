@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             fresh=not args.resume,
         )
-    except (ConfigError, ValueError) as exc:
-        console.print(f"[red]bxb-stream local: {exc}[/red]")
+    except (ConfigError, ValueError, OSError) as exc:  # (a cdk.json that is not JSON is a ValueError)
+        _error(console, str(exc))
         return 2
 
     from bxb_stream.clickhouse import engine as ch_engine
@@ -143,9 +143,18 @@ def _check_args(args: argparse.Namespace, events: int) -> str:
     return ""
 
 
+def _error(console: Any, message: str) -> None:
+    """One line, never wrapped, in red: the cause of a non-zero exit."""
+    from rich.markup import escape
+
+    console.print(f"[red]bxb-stream local: {escape(message)}[/red]", soft_wrap=True)
+
+
 def _run(pipeline: Any, console: Any, args: argparse.Namespace, signals: StopSignals) -> int:
+    from bxb_stream.clickhouse.engine import EngineError
+    from bxb_stream.clickhouse.migrations import MigrationError
     from bxb_stream.local.aws import AwsStandInError
-    from bxb_stream.local.pipeline import RunnerFailed
+    from bxb_stream.local.pipeline import DataDirInUse, RunnerFailed
 
     try:
         with console.status("starting stand-ins (moto, chDB, ingest adapter, Firehose runners)"):
@@ -154,6 +163,8 @@ def _run(pipeline: Any, console: Any, args: argparse.Namespace, signals: StopSig
             replayed = pipeline.aws.replayed
             journal = f"; the AWS stand-in replayed {replayed:,} requests from its journal" if replayed else ""
             console.print(f"resumed from {pipeline.options.data_dir}{journal}")
+        elif args.resume:
+            console.print(f"nothing to resume in {pipeline.options.data_dir}: starting fresh")
         ok = True
         if pipeline.options.events:
             settled = _produce_and_wait(pipeline, console)
@@ -164,10 +175,14 @@ def _run(pipeline: Any, console: Any, args: argparse.Namespace, signals: StopSig
             _serve(pipeline, console, args.serve_seconds)
         return 0 if ok else 1
     except RunnerFailed as exc:
-        console.print(f"[red]bxb-stream local: {exc}; stopping[/red]")
+        _error(console, f"{exc}; stopping")
         return 1
-    except AwsStandInError as exc:
-        console.print(f"[red]bxb-stream local: {exc}[/red]")
+    except (AwsStandInError, EngineError, DataDirInUse) as exc:  # a port, or a data dir, in use by another run
+        _error(console, str(exc))
+        return 1
+    except MigrationError as exc:  # a --resume with another endpoint or config than the run it continues
+        resume = " (--resume needs the --endpoint-url and --config of the run it continues)" if args.resume else ""
+        _error(console, f"{exc}{resume}")
         return 1
     except KeyboardInterrupt:
         console.print(f"interrupted ({signal.Signals(signals.received or signal.SIGINT).name}); stopping")

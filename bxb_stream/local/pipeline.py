@@ -18,6 +18,7 @@ kept: ClickHouse's tables, the runners' checkpoints, and our moto's journal (its
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import secrets
 import shutil
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import migrations, status
@@ -51,6 +52,22 @@ log = logging.getLogger("bxb_stream.local")
 
 class RunnerFailed(RuntimeError):
     """A Firehose runner stopped on an error it cannot retry; its path delivers nothing more."""
+
+
+class DataDirInUse(RuntimeError):
+    """Another local pipeline runs on this data dir: it is neither wiped nor shared."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/.lock`` (flock, released when the process ends), before the dir may be wiped."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(f"another bxb-stream local is running on {data_dir}") from None
+    return handle
 
 
 @dataclass
@@ -149,14 +166,19 @@ class LocalPipeline:
         self.targets: local_settings.LocalTargets | None = None
         self.failed = threading.Event()  # a runner stopped on an error it cannot retry
         self.resumed = False  # started on a kept data dir that held a previous run
+        self._lock: IO[str] | None = None
 
     # ------------------------------------------------------------------ stand-ins
     def start(self) -> None:
         opts = self.options
-        if opts.fresh and opts.data_dir.exists():
-            shutil.rmtree(opts.data_dir)
-        self.resumed = opts.data_dir.exists() and any(opts.data_dir.iterdir())
-        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_data_dir(opts.data_dir)
+        if opts.fresh:
+            for entry in opts.data_dir.iterdir():  # all but the lock we hold
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                elif entry.name != ".lock":
+                    entry.unlink()
+        self.resumed = any(entry.name != ".lock" for entry in opts.data_dir.iterdir())
         if self.aws.endpoint_url is None:
             self.aws.state_dir = opts.data_dir / "aws"  # our moto journals its state there
         # moto first: on a resume, the S3Queue tables start polling its (same) port as the engine opens.
@@ -463,6 +485,9 @@ class LocalPipeline:
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.EVENTS_QUEUE_MV}")
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.LATE_QUEUE_MV}")
         self.aws.stop()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         result.seconds = time.monotonic() - started
         return result
 

@@ -19,7 +19,7 @@ import pytest
 
 from bxb_stream.clickhouse.usage import query_usage
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.local.pipeline import LocalOptions, LocalPipeline, RunnerFailed
+from bxb_stream.local.pipeline import DataDirInUse, LocalOptions, LocalPipeline, RunnerFailed
 from bxb_stream.local.reconcile import HOUR_MS, reconcile
 from bxb_stream.local.relay import RelayClient, RelayServer
 
@@ -207,3 +207,14 @@ def test_serving_stops_when_a_runner_cannot_go_on(make_pipeline, aws_faults):
     with pytest.raises(RunnerFailed, match="NoSuchBucket"):
         cli_local._serve(pipeline, console, max_seconds=120)  # would serve for 2 minutes
     assert "runner health" in console.export_text()
+
+
+def test_a_data_dir_in_use_is_neither_wiped_nor_shared(make_pipeline, moto_s3):
+    running = make_pipeline(events=0, paths=("s3",))
+    kept = running.options.data_dir / "checkpoints-kept.json"
+    kept.write_text("{}")
+    second = LocalPipeline(PipelineConfig(name="local-other"), LocalOptions(data_dir=running.options.data_dir,
+                           endpoint_url=moto_s3.endpoint_url, paths=("s3",)))  # fmt: skip
+    with pytest.raises(DataDirInUse, match="another bxb-stream local is running on"):
+        second.start()
+    assert kept.exists()
