@@ -11,10 +11,11 @@ the GIL anyway is serialised.
 **State on disk.** moto keeps everything in memory. Its own recorder (``MOTO_ENABLE_RECORDING``)
 logs every request, reads included, as base64 JSON, and replays them over HTTP at the time of
 the replay. The ``Journal`` keeps only the requests that changed state and succeeded, in the
-order they were applied (it is written under the same lock), with raw bodies and their wall
-time, and ``replay`` applies them in-process with moto's clock set back to that time. Kinesis
-sequence numbers and ApproximateArrivalTimestamps therefore come back as they were, so a
-Firehose checkpoint still names the same record, and the transform judges lateness as before.
+order they were applied (it is written under the same lock), with raw bodies and every
+reading of moto's clock they made (``MotoClock``), and ``replay`` applies them in-process,
+handing moto the same readings. Kinesis sequence numbers and ApproximateArrivalTimestamps
+therefore come back exactly, so a Firehose checkpoint still names the same record, and the
+transform judges lateness as before.
 
 Durability: an entry is written and flushed before its response is sent, so it survives the
 process being killed (SIGKILL), not the machine losing power (no fsync). A torn last entry (a
@@ -24,13 +25,11 @@ grows with everything ever put (Kinesis data and S3 objects); ``--fresh`` starts
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,12 +96,12 @@ class Journal:
             with self.path.open("r+b") as f:
                 f.truncate(good)
 
-    def append(self, environ: dict[str, Any], body: bytes) -> None:
+    def append(self, environ: dict[str, Any], body: bytes, clock: list[str]) -> None:
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._out = self.path.open("ab")
         fields = {k: v for k, v in environ.items() if isinstance(v, str) and k != "CONTENT_LENGTH"}
-        header = json.dumps({"t": time.time(), "n": len(body), "environ": fields}).encode()
+        header = json.dumps({"n": len(body), "environ": fields, "clock": clock}).encode()
         self._out.write(header + b"\n" + body)
         self._out.flush()  # to the OS before the client hears back: survives a kill
         self.entries += 1
@@ -113,12 +112,37 @@ class Journal:
             self._out = None
 
 
+class MotoClock:
+    """moto's ``utcnow`` (creation and arrival times), read while serving and played back on replay."""
+
+    def __init__(self) -> None:
+        import importlib
+
+        self.readings: list[str] | None = None  # collected while a journalled request runs
+        self.playback: Iterator[str] | None = None  # handed out while a journalled request replays
+        self._modules = [importlib.import_module(name) for name in _CLOCKED_MODULES]
+        self._real = self._modules[0].utcnow
+        for module in self._modules:
+            module.utcnow = self.utcnow
+
+    def utcnow(self) -> datetime:
+        if self.playback is not None:
+            reading = next(self.playback, None)
+            if reading is not None:
+                return datetime.fromisoformat(reading)
+        now = self._real()
+        if self.readings is not None:
+            self.readings.append(now.isoformat())
+        return now
+
+
 class SerializedApp:
     """moto's WSGI app, one request at a time; successful state changes go to the journal."""
 
-    def __init__(self, app: WsgiApp, journal: Journal | None = None) -> None:
+    def __init__(self, app: WsgiApp, journal: Journal | None = None, clock: MotoClock | None = None) -> None:
         self.app = app
         self.journal = journal
+        self.clock = clock
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -132,59 +156,43 @@ class SerializedApp:
 
         chunks: list[bytes] = []
         with self.lock:
-            result = self.app(environ, capture)
+            readings: list[str] = []
+            if record and self.clock is not None:
+                self.clock.readings = readings
             try:
-                chunks.extend(result)
+                result = self.app(environ, capture)
+                try:
+                    chunks.extend(result)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+                if self.clock is not None:
+                    self.clock.readings = None
             if record and answer and answer[0][:1] == "2":
                 assert self.journal is not None
-                self.journal.append(environ, body)
+                self.journal.append(environ, body, readings)
         start_response(*answer)
         return chunks
 
 
-def replay(app: WsgiApp, journal: Journal) -> int:
-    """Apply every journalled request to a fresh moto, with moto's clock at each one's time."""
+def replay(app: WsgiApp, journal: Journal, clock: MotoClock) -> int:
+    """Apply every journalled request to a fresh moto, handing it the clock readings it made then."""
     from werkzeug.test import EnvironBuilder
 
     base = EnvironBuilder().get_environ()
     applied = 0
-    with _moto_clock() as set_time:
-        for header, body in journal.entries_on_disk():
-            environ = dict(base)
-            environ.update(header["environ"])
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            set_time(header["t"])
+    for header, body in journal.entries_on_disk():
+        environ = dict(base)
+        environ.update(header["environ"])
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        clock.playback = iter(header["clock"])
+        try:
             for _ in app(environ, lambda *_: None):
                 pass
-            applied += 1
+        finally:
+            clock.playback = None
+        applied += 1
     return applied
-
-
-@contextlib.contextmanager
-def _moto_clock() -> Iterator[Callable[[float], None]]:
-    """Point moto's ``utcnow`` (creation and arrival times) at a settable time, then restore it."""
-    import importlib
-
-    now = [time.time()]
-    modules = [importlib.import_module(name) for name in _CLOCKED_MODULES]
-    saved = [module.utcnow for module in modules]
-
-    def utcnow() -> datetime:
-        return datetime.fromtimestamp(now[0], tz=UTC).replace(tzinfo=None)  # moto's utcnow is naive UTC
-
-    for module in modules:
-        module.utcnow = utcnow
-
-    def set_time(t: float) -> None:
-        now[0] = t
-
-    try:
-        yield set_time
-    finally:
-        for module, original in zip(modules, saved, strict=True):
-            module.utcnow = original

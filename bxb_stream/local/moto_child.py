@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bxb_stream.local.journal import Journal, SerializedApp, replay
+from bxb_stream.local.journal import Journal, MotoClock, SerializedApp, replay
 
 BIND_WAIT_S = 10.0  # a port (or journal) held by the previous run's child, still shutting down
 
@@ -36,17 +36,17 @@ def build(port: int, journal_path: Path | None = None) -> tuple[Any, Journal | N
     from werkzeug.serving import make_server
 
     app = DomainDispatcherApplication(create_backend_app)
-    journal = None
+    journal = clock = None
     replayed = 0
     if journal_path is not None:
         _lock(journal_path.with_name(journal_path.name + ".lock"))
-        journal = Journal(journal_path)
-        replayed = replay(app, journal)
+        journal, clock = Journal(journal_path), MotoClock()
+        replayed = replay(app, journal, clock)
     deadline = time.monotonic() + BIND_WAIT_S
     while True:
         try:
             server = make_server(
-                "127.0.0.1", port, SerializedApp(app, journal), threaded=True, request_handler=MotoRequestHandler
+                "127.0.0.1", port, SerializedApp(app, journal, clock), threaded=True, request_handler=MotoRequestHandler
             )
             break
         except OSError as exc:

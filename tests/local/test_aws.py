@@ -27,6 +27,7 @@ def test_in_thread_mode_there_is_no_child_to_measure():
 def test_a_moto_child_that_died_is_noticed_and_its_state_survives(tmp_path):
     import os
     import signal
+    import time
 
     import boto3
     import pytest
@@ -39,6 +40,11 @@ def test_a_moto_child_that_died_is_noticed_and_its_state_survives(tmp_path):
         aws.ensure_stream("s", 1)
         kinesis = aws.client("kinesis")
         sequence = kinesis.put_record(StreamName="s", Data=b"kept", PartitionKey="k")["SequenceNumber"]
+        shard = kinesis.list_shards(StreamName="s")["Shards"][0]["ShardId"]
+        iterator = kinesis.get_shard_iterator(StreamName="s", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        (record,) = kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        arrived = record["ApproximateArrivalTimestamp"]
+        time.sleep(1.1)  # a replay at the time of the replay would show a later arrival
         port = aws.endpoint_url
         os.kill(aws._server.child.pid, signal.SIGKILL)
         aws._server.child.wait(timeout=10)
@@ -54,5 +60,6 @@ def test_a_moto_child_that_died_is_noticed_and_its_state_survives(tmp_path):
         iterator = client.get_shard_iterator(StreamName="s", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
         records = client.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
         assert [(r["Data"], r["SequenceNumber"]) for r in records] == [(b"kept", sequence)]
+        assert records[0]["ApproximateArrivalTimestamp"] == arrived  # the transform judges lateness as before
     finally:
         again.stop()
