@@ -210,3 +210,43 @@ def clickhouse_db(clickhouse_stack: Callable[..., ClickHouseStack]) -> ClickHous
 def ch_wait() -> Callable[..., Any]:
     """``wait_until`` for test modules (conftest modules are not importable in importlib mode)."""
     return wait_until
+
+
+class AwsFaults:
+    """Scripted failures of one operation of a boto3 client, through botocore's own ``before-call``
+    hook, so they surface exactly as a real answer would (a ``ClientError``, or a connection error).
+
+    A stand-in for what moto cannot produce on demand: a 500 from GetRecords, throttling, a reset
+    connection, an access-denied. ``script`` entries are used once each, in order: ``(status, code)``
+    for an error answer, or an exception to raise. ``forever`` then answers every later call."""
+
+    def __init__(self) -> None:
+        self.injected: list[str] = []
+
+    def __call__(
+        self, client: Any, operation: str, script: Sequence[Any] = (), forever: Any = None
+    ) -> Callable[[], None]:
+        from botocore.awsrequest import AWSResponse
+
+        pending = list(script)
+
+        def answer(**_: Any) -> Any:
+            failure = pending.pop(0) if pending else forever
+            if failure is None:
+                return None  # the real call goes ahead
+            self.injected.append(f"{operation}: {failure}")
+            if isinstance(failure, BaseException):
+                raise failure
+            status, code = failure
+            parsed = {"Error": {"Code": code, "Message": f"injected {status} {code}"}}
+            parsed["ResponseMetadata"] = {"HTTPStatusCode": status, "HTTPHeaders": {}}
+            return AWSResponse("http://injected", status, {}, None), parsed
+
+        event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+        client.meta.events.register(event, answer)
+        return lambda: client.meta.events.unregister(event, answer)
+
+
+@pytest.fixture
+def aws_faults() -> AwsFaults:
+    return AwsFaults()

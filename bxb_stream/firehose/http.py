@@ -11,6 +11,8 @@ Protocol (docs: firehose/latest/dev/httpdeliveryrequestresponse.html):
   Content-Length); anything else counts as a failure. 413 is permanent; everything
   else is retried with backoff from 1 s, doubling, +-15% jitter, capped, while within
   ``retry_duration_s`` of the first attempt. Then the batch goes to the S3 backup.
+  At shutdown (``Retrier.abandon``) the wait ends with ``Abandoned``: the batch stays
+  unsettled and is read again after a restart, rather than backed up.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import msgspec
 
 from bxb_stream.firehose.records import HTTP_ENDPOINT_FAILED, Failure, Record, resolve_all
+from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.s3 import ErrorOutput
 from bxb_stream.firehose.settings import MIB, HttpSettings
 
@@ -69,9 +72,11 @@ class HttpDestination:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        retrier: Retrier | None = None,
     ) -> None:
         self.settings = settings
         self.backup = backup
+        self.retrier = retrier or Retrier(f"http {settings.name}", sleep=sleep)
         self.source_arn = source_arn
         self.monotonic = monotonic
         self.wall = wall
@@ -173,6 +178,7 @@ class HttpDestination:
         delay = 1.0
         attempts = 0
         while True:  # bounded: each turn sleeps, and the window is retry_duration_s
+            self.retrier.check("HTTP delivery")
             attempts += 1
             result = self._post(body, headers, request_id)
             stats.requests += 1
@@ -188,7 +194,7 @@ class HttpDestination:
             wait = min(delay, self.settings.max_backoff_s) * self.rng.uniform(0.85, 1.15)
             if self.monotonic() - started + wait > self.settings.retry_duration_s:
                 break
-            self.sleep(wait)
+            self.retrier.sleep(wait, "HTTP delivery")
             delay *= 2
             stats.retries += 1
         ended = int(self.wall() * 1000)

@@ -5,6 +5,11 @@
 nowhere (Dropped), flush destination buffers that are due, then save checkpoints.
 Every record read ends in exactly one of: delivered, dropped, an error output
 (by code), backed up (HTTP), or still in flight - ``DeliveryStats.balanced``.
+
+Every AWS call of the runner goes through one ``retry.Retrier``: transient errors are
+retried for as long as they last, anything else is raised out of ``run_until`` (the
+runner cannot go on). ``abandon()`` ends those retries at shutdown; what was being
+delivered then stays in flight, before the checkpoint, and is read again on restart.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from bxb_stream.firehose.clock import Clock, SystemClock
 from bxb_stream.firehose.http import HttpDestination
 from bxb_stream.firehose.processor import Handler, Processor, record_cost
 from bxb_stream.firehose.records import Failure, Record
+from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.s3 import ErrorOutput, S3Destination, S3Writer
 from bxb_stream.firehose.settings import DeliveryStreamSettings
 from bxb_stream.firehose.source import KinesisSource
@@ -78,6 +84,13 @@ class DeliveryStream:
         self.clock = clock = clock or SystemClock()
         rng = rng or random.Random()
         self.stages = stages = Stages()
+        # A real clock's retry waits end at once on abandon(); a test clock's sleep just moves time.
+        self.retrier = retrier = Retrier(
+            settings.name,
+            monotonic=clock.monotonic,
+            sleep=None if isinstance(clock, SystemClock) else clock.sleep,
+            rng=rng,
+        )
         if handler is None:
             from bxb_stream.transform import Transformer
 
@@ -97,6 +110,7 @@ class DeliveryStream:
             monotonic=clock.monotonic,
             initial_position=initial_position,
             stages=stages,
+            retrier=retrier,
         )
         self.processor = Processor(
             settings.processor,
@@ -111,7 +125,7 @@ class DeliveryStream:
         lambda_arn = settings.processor.lambda_arn
         self.destination: S3Destination | HttpDestination
         if settings.s3 is not None:
-            self.writer = S3Writer(s3_client, settings.s3.bucket, sleep=clock.sleep, stages=stages)
+            self.writer = S3Writer(s3_client, settings.s3.bucket, stages=stages, retrier=retrier)
             self.errors = ErrorOutput(
                 self.writer, settings.s3.error_prefix, stream_name=settings.name, version=settings.version,
                 lambda_arn=lambda_arn, rng=rng,
@@ -123,7 +137,7 @@ class DeliveryStream:
             self.backup: ErrorOutput | None = None
         else:
             assert settings.http is not None
-            self.writer = S3Writer(s3_client, settings.http.backup_bucket, sleep=clock.sleep, stages=stages)
+            self.writer = S3Writer(s3_client, settings.http.backup_bucket, stages=stages, retrier=retrier)
             self.errors = ErrorOutput(
                 self.writer, settings.http.backup_error_prefix, stream_name=settings.name,
                 version=settings.version, lambda_arn=lambda_arn, rng=rng,
@@ -133,7 +147,7 @@ class DeliveryStream:
             )
             self.destination = HttpDestination(
                 settings.http, self.backup, source_arn=settings.arn, monotonic=clock.monotonic, wall=clock.time,
-                sleep=clock.sleep, rng=rng,
+                sleep=clock.sleep, rng=rng, retrier=retrier,
             )  # fmt: skip
         # Save checkpoints right after each durable write, so a kill between two PUTs of one round
         # re-delivers nothing; the save is cheap when nothing moved.
@@ -227,12 +241,21 @@ class DeliveryStream:
         """Stop reading; a ``run_until`` in another thread returns after its current round."""
         self._stopped = True
 
+    def abandon(self) -> None:
+        """Give up retrying (shutdown): a call that keeps failing raises ``Abandoned`` instead."""
+        self.retrier.abandon()
+
     def close(self) -> None:
-        """Graceful shutdown: deliver what is buffered, then release the HTTP connection."""
+        """Graceful shutdown: deliver what is buffered, then release the HTTP connection.
+
+        Raises ``Abandoned`` if ``abandon()`` cut the delivery short; what was not delivered
+        is then still in flight, before the checkpoint."""
         self.stop()
         self.source.close()
-        self.flush()
-        self.destination.close()
+        try:
+            self.flush()
+        finally:
+            self.destination.close()
 
     # ------------------------------------------------------------------ statistics
     @property

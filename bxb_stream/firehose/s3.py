@@ -2,7 +2,9 @@
 and the error output, which writes failed records in Firehose's error-object shape.
 
 A record is resolved (its checkpoint may advance) only after the PUT that holds it
-returned, so a crash before that re-reads it instead of losing it.
+returned, so a crash before that re-reads it instead of losing it. A PUT that fails
+transiently is retried until it succeeds (``retry.Retrier``); one that cannot succeed
+(no such bucket, access denied) raises and stops the runner.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from bxb_stream.firehose.records import (
     error_line,
     resolve_all,
 )
+from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.settings import S3Settings
 from bxb_stream.firehose.timing import PARQUET, S3_PUT, Stages
 
-PUT_ATTEMPTS = 5
 PUT_CONCURRENCY = 8  # Firehose writes partitions in parallel too
 
 
@@ -42,15 +44,21 @@ def _nothing() -> None:
 
 
 class S3Writer:
-    """PUTs objects to one bucket, retrying transient failures a bounded number of times."""
+    """PUTs objects to one bucket, retrying transient failures for as long as it takes."""
 
     def __init__(
-        self, client: Any, bucket: str, *, sleep: Callable[[float], None] = time.sleep, stages: Stages | None = None
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        stages: Stages | None = None,
+        retrier: Retrier | None = None,
     ) -> None:
         self.client = client
         self.stages = stages or Stages()
         self.bucket = bucket
-        self.sleep = sleep
+        self.retrier = retrier or Retrier(f"s3 {bucket}", sleep=sleep)
         self.objects = 0
         self.bytes = 0
         self.keys: list[str] = []
@@ -59,14 +67,8 @@ class S3Writer:
     def put(self, key: str, body: bytes) -> None:
         """Thread-safe: the destination PUTs a flush's objects concurrently."""
         started = perf_counter()
-        for attempt in range(1, PUT_ATTEMPTS + 1):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
-                break
-            except Exception:
-                if attempt == PUT_ATTEMPTS:
-                    raise  # records stay unresolved, so their checkpoint does not move past them
-                self.sleep(0.2 * 2**attempt)
+        # On an error that cannot pass (or shutdown) records stay unresolved: their checkpoint stays before them.
+        self.retrier.call("PutObject", self.client.put_object, Bucket=self.bucket, Key=key, Body=body)
         with self._lock:
             self.stages.lap(S3_PUT, started)
             self.objects += 1

@@ -17,6 +17,10 @@ cap it, and a shard's whole backlog in one page would leave nothing to read ahea
 So the ``Limit`` asked for is lowered, from the average record size seen, to what
 fits in 10 MiB (never above ``get_records_limit``).
 
+Every call is retried through ``retry.Retrier`` while it fails transiently (a 500 from
+GetRecords, throttling, a reset connection), for as long as it takes; the read-ahead call
+is not (its failure is asked again in the foreground, where it is retried).
+
 Where to start: after the shard's checkpoint (see ``checkpoint``); a shard with no
 checkpoint starts at ``initial_position`` (TRIM_HORIZON by default so a local run
 sees what was produced before it started; a new Firehose starts at LATEST).
@@ -35,6 +39,7 @@ from typing import Any
 from bxb_stream import kpl
 from bxb_stream.firehose.checkpoint import CheckpointStore, ShardLedger
 from bxb_stream.firehose.records import Record
+from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.settings import SourceSettings
 from bxb_stream.firehose.timing import DEAGGREGATE, GET_RECORDS, Stages
 
@@ -80,13 +85,14 @@ def readable_shards(shards: list[ShardInfo], finished: Callable[[str], bool]) ->
 
 
 class _ShardReader:
-    __slots__ = ("ahead", "info", "iterator", "ledger", "next_poll")
+    __slots__ = ("ahead", "behind_ms", "info", "iterator", "ledger", "next_poll")
 
     def __init__(self, info: ShardInfo, ledger: ShardLedger) -> None:
         self.info = info
         self.ledger = ledger
         self.iterator: str | None = None
         self.next_poll = 0.0
+        self.behind_ms = 0  # MillisBehindLatest of its last GetRecords
         self.ahead: Future[dict[str, Any]] | None = None  # the next page, being fetched for ``iterator``
 
 
@@ -102,6 +108,7 @@ class KinesisSource:
         monotonic: Callable[[], float] = time.monotonic,
         initial_position: str = "TRIM_HORIZON",
         stages: Stages | None = None,
+        retrier: Retrier | None = None,
     ) -> None:
         if client is None:
             import boto3
@@ -114,6 +121,7 @@ class KinesisSource:
         self.initial_position = initial_position
         self.stats = SourceStats()
         self.stages = stages or Stages()
+        self.retrier = retrier or Retrier(f"kinesis {settings.stream_name}", monotonic=monotonic)
         self._shards: list[ShardInfo] = []
         self._readers: dict[str, _ShardReader] = {}
         self._next_refresh = 0.0
@@ -125,7 +133,7 @@ class KinesisSource:
         raw: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.settings.stream_name}
         for _ in range(1000):  # ListShards pages; bounded
-            page = self.client.list_shards(**kwargs)
+            page = self.retrier.call("ListShards", self.client.list_shards, **kwargs)
             raw.extend(page.get("Shards", []))
             token = page.get("NextToken")
             if not token:
@@ -152,6 +160,11 @@ class KinesisSource:
     def all_read(self) -> bool:
         """True when no open shard exists and every shard has been read to its end (only after resharding to 0)."""
         return bool(self._shards) and all(self._finished(s.shard_id) for s in self._shards)
+
+    @property
+    def behind_ms(self) -> int:
+        """How far the furthest-behind shard is from the tip of the stream (MillisBehindLatest)."""
+        return max((r.behind_ms for r in self._readers.values()), default=0)
 
     def next_poll_in(self) -> float:
         now = self.monotonic()
@@ -193,7 +206,7 @@ class KinesisSource:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"  # a previous run settled records further on
         else:
             kwargs["ShardIteratorType"] = self.initial_position
-        return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
+        return self.retrier.call("GetShardIterator", self.client.get_shard_iterator, **kwargs)["ShardIterator"]
 
     def close(self) -> None:
         """Stop the read-ahead thread; a page still being fetched is dropped (its records were never taken)."""
@@ -223,10 +236,10 @@ class KinesisSource:
                 return response
         assert reader.iterator is not None
         try:
-            return self._get_records(reader.iterator)
-        except self.client.exceptions.ExpiredIteratorException:
+            return self.retrier.call("GetRecords", self._get_records, reader.iterator)
+        except self.client.exceptions.ExpiredIteratorException:  # (after a long outage, say)
             reader.iterator = self._start_iterator(reader)
-            return self._get_records(reader.iterator)
+            return self.retrier.call("GetRecords", self._get_records, reader.iterator)
 
     def _read_ahead(self, reader: _ShardReader) -> None:
         if self._pool is None:
@@ -242,6 +255,7 @@ class KinesisSource:
         self.stats.get_records_calls += 1
         started = self.stages.lap(GET_RECORDS, started)
         records = response.get("Records", [])
+        reader.behind_ms = int(response.get("MillisBehindLatest", 0))
         self._fit_limit(records)
         before = len(out)
         for raw in records:

@@ -6,30 +6,41 @@
 Stand-ins start themselves and listen on 127.0.0.1 only. ``LocalPipeline`` starts them,
 produces a seeded synthetic workload, waits (bounded) until every event is settled and
 queryable, and reports a reconciliation per path, end-to-end latency and hourly usage.
+
+Lifecycle: each Firehose runner runs in its own thread and retries transient AWS errors
+for as long as they last; a runner that stops on any other error is reported by
+``health()`` and raised as ``RunnerFailed`` by ``check()`` (and by the waits), so the
+process stops rather than serving with a dead path. ``stop()`` is bounded in time: runners
+stop reading, flush what they hold and close; whatever cannot be delivered before the
+deadline stays before its checkpoint. With ``fresh=False`` everything in ``data_dir`` is
+kept: ClickHouse's tables, the runners' checkpoints, and our moto's journal (its state).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import ledger, migrations, status
 from bxb_stream.clickhouse import tables as t
 from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.deployment import PipelineConfig
+from bxb_stream.firehose.retry import Abandoned
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
 from bxb_stream.ingest.rows import Trust
 from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.local import settings as local_settings
-from bxb_stream.local.aws import AwsStandIn
+from bxb_stream.local.aws import AwsStandIn, AwsStandInError
 from bxb_stream.local.function_url import FunctionUrlServer
 from bxb_stream.local.reconcile import Expected, PathCounts
 from bxb_stream.producer import LEGACY, Producer
@@ -38,6 +49,64 @@ from bxb_stream.transform import Transformer, load_hooks
 from bxb_stream.transform.process import is_rejection
 
 ACCESS_KEY_SECRET = "bxb/local/firehose-access-key"
+STOP_TIMEOUT_S = 20.0  # stop(): runners flush within this, or leave the rest before their checkpoints
+log = logging.getLogger("bxb_stream.local")
+
+
+class RunnerFailed(RuntimeError):
+    """A Firehose runner stopped on an error it cannot retry; its path delivers nothing more."""
+
+
+class DataDirInUse(RuntimeError):
+    """Another local pipeline runs on this data dir: it is neither wiped nor shared."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/.lock`` (flock, released when the process ends), before the dir may be wiped."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(f"another bxb-stream local is running on {data_dir}") from None
+    return handle
+
+
+@dataclass
+class RunnerHealth:
+    """One runner, as the serve banner and ``GET /status`` show it."""
+
+    path: str
+    state: str  # running | retrying | failed | stopped
+    error: str  # why it failed, or the last transient error while retrying
+    retries: dict[str, int]  # transient errors retried so far, by "Operation: code"
+    read: int  # user records read since this process started
+    settled: int
+    in_flight: int
+    behind_ms: int  # the furthest-behind shard's MillisBehindLatest
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        retried = sum(self.retries.values())
+        text = f"{self.path}: {self.state}, read {self.read:,}, in flight {self.in_flight:,}"
+        text += f", {retried:,} transient errors retried" if retried else ""
+        return text + (f" ({self.error})" if self.error and self.state in ("failed", "retrying") else "")
+
+
+@dataclass
+class Shutdown:
+    """What ``stop()`` managed: per path, records still in flight (re-read on restart) and problems."""
+
+    in_flight: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems and not any(self.in_flight.values())
 
 
 @dataclass
@@ -72,6 +141,7 @@ class PathRuntime:
     runner: DeliveryStream
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    error: str = ""  # set when the runner stopped on an error it cannot retry
     # Statistics of runners this one replaced: everything they settled is checkpointed,
     # so it is never read again; what they still held is read again by the new runner.
     retired: list[DeliveryStats] = field(default_factory=list)
@@ -102,17 +172,28 @@ class LocalPipeline:
         self.client: Any = None
         self.ingest_server: FunctionUrlServer | None = None
         self.targets: local_settings.LocalTargets | None = None
+        self.failed = threading.Event()  # a runner stopped on an error it cannot retry
+        self.resumed = False  # started on a kept data dir that held a previous run
+        self._lock: IO[str] | None = None
 
     # ------------------------------------------------------------------ stand-ins
     def start(self) -> None:
         opts = self.options
-        if opts.fresh and opts.data_dir.exists():
-            shutil.rmtree(opts.data_dir)
-        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_data_dir(opts.data_dir)
+        if opts.fresh:
+            for entry in opts.data_dir.iterdir():  # all but the lock we hold
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                elif entry.name != ".lock":
+                    entry.unlink()
+        self.resumed = any(entry.name != ".lock" for entry in opts.data_dir.iterdir())
+        if self.aws.endpoint_url is None:
+            self.aws.state_dir = opts.data_dir / "aws"  # our moto journals its state there
+        # moto first: on a resume, the S3Queue tables start polling its (same) port as the engine opens.
+        self.aws.start()
         # One engine per process: reuse a running one (tests), else start ours before anything imports chdb.
         self.engine = ch_engine.current() or ch_engine.start(opts.data_dir / "clickhouse")
         self.client = self.engine.client()
-        self.aws.start()
         name = self.config.name
         targets = local_settings.LocalTargets(
             endpoint_url=str(self.aws.endpoint_url), region=self.aws.region, stream=name, bucket=f"{name}-archive"
@@ -167,12 +248,52 @@ class LocalPipeline:
     def _start_runner(self, runtime: PathRuntime) -> None:
         runtime.stop.clear()
         runtime.thread = threading.Thread(
-            target=runtime.runner.run_until,
-            kwargs={"predicate": lambda _: runtime.stop.is_set(), "timeout_s": 7 * 86_400},
-            name=f"firehose-{runtime.name}",
-            daemon=True,
+            target=self._run_runner, args=(runtime, runtime.runner), name=f"firehose-{runtime.name}", daemon=True
         )
         runtime.thread.start()
+
+    def _run_runner(self, runtime: PathRuntime, runner: DeliveryStream) -> None:
+        """The runner's thread: runs until stopped; an error it cannot retry fails the path, loudly."""
+        try:
+            runner.run_until(predicate=lambda _: runtime.stop.is_set(), timeout_s=7 * 86_400)
+        except Abandoned:
+            pass  # shutdown cut a retry short: stop() reports what is still in flight
+        except Exception as exc:
+            runtime.error = f"{type(exc).__name__}: {exc}"
+            log.error("Firehose runner %s stopped: %s", runtime.name, runtime.error)
+            self.failed.set()
+
+    def health(self) -> dict[str, RunnerHealth]:
+        out = {}
+        for path, runtime in self.paths.items():
+            runner = runtime.runner
+            retry = runner.retrier.stats
+            stats = runner.stats
+            alive = runtime.thread is not None and runtime.thread.is_alive()
+            if runtime.error:
+                state, error = "failed", runtime.error
+            elif not alive:
+                state, error = "stopped", ""
+            elif retry.failing:
+                state, error = "retrying", retry.last_error
+            else:
+                state, error = "running", ""
+            out[path] = RunnerHealth(
+                path, state, error, dict(retry.retries), stats.records_read, stats.settled, stats.in_flight,
+                runner.source.behind_ms,
+            )  # fmt: skip
+        return out
+
+    def check(self) -> None:
+        """Raise ``RunnerFailed`` if a runner stopped on an error it cannot retry, or our moto died
+        (runners would retry against it for ever)."""
+        try:
+            self.aws.check()
+        except AwsStandInError as exc:
+            raise RunnerFailed(str(exc)) from None
+        if self.failed.is_set():
+            failed = [f"{r.name}: {r.error}" for r in self.paths.values() if r.error]
+            raise RunnerFailed("Firehose runner stopped, " + "; ".join(failed))
 
     def restart_runner(self, path: str, *, graceful: bool) -> None:
         """Stop a path's Firehose runner and start a new one from its checkpoints.
@@ -291,8 +412,11 @@ class LocalPipeline:
 
         The S3 listing runs once the runners say they are done (it is not free at a million rows);
         then the resolver and the usage refresh are run at once rather than on their schedule."""
+        if self.produced.events == 0:
+            return True  # nothing was produced: nothing to wait for
         deadline = time.monotonic() + self.options.timeout_s
         for _ in range(int(self.options.timeout_s / 0.25) + 1):
+            self.check()
             progress = {path: self.counts(path) for path in self.paths}
             if on_progress is not None:
                 on_progress(progress)
@@ -366,17 +490,53 @@ class LocalPipeline:
             f"sum(value_sum), toString(sum(decimal_value_sum)) FROM {db}.{t.USAGE_HOURLY} GROUP BY ALL"
         ).result_rows
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> Shutdown:
+        """Stop everything within about ``timeout_s``: runners stop reading, flush what they
+        hold and close; retries still failing at the deadline are abandoned (what they held
+        stays in flight, before its checkpoint, and is read again on restart)."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        result = Shutdown()
         for runtime in self.paths.values():
             runtime.stop.set()
             runtime.runner.stop()
-        for runtime in self.paths.values():
-            if runtime.thread is not None:
-                runtime.thread.join(timeout=30)
-            runtime.runner.close()
+        abandon = threading.Timer(max(deadline - time.monotonic(), 0), self._abandon_runners)
+        abandon.daemon = True
+        abandon.start()
+        try:
+            for runtime in self.paths.values():
+                self._close_runner(runtime, deadline, result)
+        finally:
+            abandon.cancel()
         if self.ingest_server is not None:
             self.ingest_server.stop()
         if self.client is not None:
             for runtime in self.paths.values():  # stop the queues while the S3 stand-in still answers
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.EVENTS_QUEUE_MV}")
         self.aws.stop()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _abandon_runners(self) -> None:
+        for runtime in self.paths.values():
+            runtime.runner.abandon()
+
+    def _close_runner(self, runtime: PathRuntime, deadline: float, result: Shutdown) -> None:
+        name, runner = runtime.name, runtime.runner
+        if runtime.thread is not None:
+            runtime.thread.join(timeout=max(deadline - time.monotonic(), 0) + 2)  # +2: time to see abandon()
+            if runtime.thread.is_alive():
+                result.problems.append(f"{name}: the runner did not stop in time")
+                return
+        if runtime.error:
+            result.problems.append(f"{name}: {runtime.error}")
+        try:
+            runner.close()
+        except Abandoned:
+            result.problems.append(f"{name}: flushing was cut short at the shutdown deadline")
+        except Exception as exc:  # the process is stopping anyway: say why this path could not flush
+            result.problems.append(f"{name}: flushing failed: {type(exc).__name__}: {exc}")
+        result.in_flight[name] = runner.stats.in_flight

@@ -7,6 +7,8 @@ run, such as closing a period or accepting a late event). ``RelayClient`` offers
 methods the CLI's queries use, ``query(sql, parameters).result_rows`` and
 ``command(sql, parameters)``: ``bxb-stream usage|periods|late|clickhouse ... --url
 local+http://127.0.0.1:PORT`` use it.
+``GET /status`` answers the serving process's status as JSON (the health of each
+Firehose runner), when it gave one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,8 +33,12 @@ _READ_ONLY = ("select", "with", "show", "describe", "exists")
 class RelayServer(LoopbackServer):
     scheme = SCHEME
 
-    def __init__(self, client: Any, port: int = 0) -> None:
-        super().__init__(_handler(client, threading.Lock()), port=port)
+    def __init__(self, client: Any, port: int = 0, status: Callable[[], Any] | None = None) -> None:
+        super().__init__(_handler(client, threading.Lock(), status), port=port)
+
+    @property
+    def status_url(self) -> str:
+        return "http://" + self.url.split("://", 1)[1] + "/status"
 
 
 @dataclass
@@ -85,8 +92,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _handler(client: Any, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
+def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None) -> type[BaseHTTPRequestHandler]:
     class Relay(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/status" and status is not None:
+                self._answer(200, status())
+            else:
+                self._answer(404, {"error": "GET /status, or POST /query or /command"})
+
         def do_POST(self) -> None:
             try:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
@@ -107,11 +120,15 @@ def _handler(client: Any, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
                         payload = {"result": _jsonable(client.command(sql, parameters=parameters))}
                 else:
                     raise LookupError(f"no such endpoint {self.path!r}: /query or /command")
-                status = 200
             except Exception as exc:  # the caller gets the reason; the server keeps serving
-                payload, status = {"error": f"{type(exc).__name__}: {exc}"}, 400
+                payload, code = {"error": f"{type(exc).__name__}: {exc}"}, 400
+            else:
+                code = 200
+            self._answer(code, payload)
+
+        def _answer(self, code: int, payload: Any) -> None:
             data = json.dumps(payload).encode()
-            self.send_response(status)
+            self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -19,7 +19,7 @@ import pytest
 
 from bxb_stream.clickhouse.usage import query_usage
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
+from bxb_stream.local.pipeline import DataDirInUse, LocalOptions, LocalPipeline, RunnerFailed
 from bxb_stream.local.reconcile import HOUR_MS, reconcile
 from bxb_stream.local.relay import RelayClient, RelayServer
 
@@ -149,3 +149,87 @@ def test_serve_relay_answers_usage_from_another_process(make_pipeline):
             RelayClient(relay.url).query(f"DROP DATABASE {database}")
     finally:
         relay.stop()
+
+
+def test_transient_aws_errors_are_retried_and_everything_reconciles(make_pipeline, aws_faults):
+    """The incident of issue 16: GetRecords answered 500 (and the connection reset) on the HTTP path,
+    S3 throttled the S3 path's PUTs. Both paths retry, report it, and reconcile exactly."""
+    from botocore.exceptions import ConnectionClosedError
+
+    pipeline = make_pipeline(events=2_000, aggregate=True)
+    for runtime in pipeline.paths.values():
+        runtime.runner.retrier.base_s = runtime.runner.retrier.cap_s = 0.01
+    http, s3 = pipeline.paths["http"].runner, pipeline.paths["s3"].runner
+    reset = ConnectionClosedError(endpoint_url=pipeline.targets.endpoint_url)
+    aws_faults(http.source.client, "GetRecords", [(500, ""), (500, ""), reset, (500, "InternalFailure")])
+    aws_faults(s3.writer.client, "PutObject", [(503, "SlowDown"), (503, "SlowDown")])
+    pipeline.produce()
+    assert pipeline.wait_settled()
+    reconciled(pipeline)
+    assert len(aws_faults.injected) == 6
+    health = pipeline.health()
+    assert health["http"].retries == {"GetRecords: 500": 2, "GetRecords: ConnectionClosedError": 1,
+                                      "GetRecords: InternalFailure": 1}  # fmt: skip
+    assert health["s3"].retries == {"PutObject: SlowDown": 2}
+    assert {h.state for h in health.values()} == {"running"}
+
+
+def test_a_runner_that_cannot_go_on_fails_the_pipeline_loudly(make_pipeline, aws_faults):
+    # moto enforces no IAM: the access-denied a real bucket policy would give is scripted.
+    pipeline = make_pipeline(events=300, paths=("s3",))
+    aws_faults(pipeline.paths["s3"].runner.writer.client, "PutObject", forever=(403, "AccessDenied"))
+    pipeline.produce()
+    with pytest.raises(RunnerFailed, match=r"s3: .*AccessDenied"):
+        pipeline.wait_settled()
+    health = pipeline.health()["s3"]
+    assert health.state == "failed" and "AccessDenied" in health.error
+
+
+def test_zero_events_settle_at_once_and_reconcile(make_pipeline):
+    pipeline = make_pipeline(events=0, paths=("s3",))
+    assert pipeline.produce().events == 0
+    assert pipeline.wait_settled()
+    assert reconciled(pipeline)["s3"].ok
+
+
+def test_stop_is_bounded_when_s3_never_answers(make_pipeline, aws_faults):
+    """Shutdown gives up a flush that cannot finish: what it held stays before its checkpoint."""
+    pipeline = make_pipeline(events=500, paths=("s3",))
+    runner = pipeline.paths["s3"].runner
+    aws_faults(runner.writer.client, "PutObject", forever=(500, ""))
+    pipeline.produce()
+    for _ in range(400):  # until the runner has read everything and holds it
+        if runner.stats.records_read >= 500:
+            break
+        time.sleep(0.05)
+    shutdown = pipeline.stop(timeout_s=1.0)
+    assert not shutdown.clean
+    stats = runner.stats
+    assert stats.delivered == 0 and shutdown.in_flight["s3"] == 500 - stats.dropped > 400  # only drops settled
+    assert any("cut short" in problem for problem in shutdown.problems), shutdown.problems
+    assert pipeline.health()["s3"].state == "stopped"
+
+
+def test_serving_stops_when_a_runner_cannot_go_on(make_pipeline, aws_faults):
+    from rich.console import Console
+
+    from bxb_stream.cli import local as cli_local
+
+    pipeline = make_pipeline(events=100, paths=("s3",))
+    aws_faults(pipeline.paths["s3"].runner.writer.client, "PutObject", forever=(404, "NoSuchBucket"))
+    pipeline.produce()
+    console = Console(record=True, width=300)
+    with pytest.raises(RunnerFailed, match="NoSuchBucket"):
+        cli_local._serve(pipeline, console, max_seconds=120)  # would serve for 2 minutes
+    assert "runner health" in console.export_text()
+
+
+def test_a_data_dir_in_use_is_neither_wiped_nor_shared(make_pipeline, moto_s3):
+    running = make_pipeline(events=0, paths=("s3",))
+    kept = running.options.data_dir / "checkpoints-kept.json"
+    kept.write_text("{}")
+    second = LocalPipeline(PipelineConfig(name="local-other"), LocalOptions(data_dir=running.options.data_dir,
+                           endpoint_url=moto_s3.endpoint_url, paths=("s3",)))  # fmt: skip
+    with pytest.raises(DataDirInUse, match="another bxb-stream local is running on"):
+        second.start()
+    assert kept.exists()
