@@ -19,7 +19,8 @@ fits in 10 MiB (never above ``get_records_limit``).
 
 Where to start: after the shard's checkpoint (see ``checkpoint``); a shard with no
 checkpoint starts at ``initial_position`` (TRIM_HORIZON by default so a local run
-sees what was produced before it started; a new Firehose starts at LATEST).
+sees what was produced before it started; a new Firehose starts at LATEST), or at
+``SourceSettings.start_at`` when set (AT_TIMESTAMP: a replay within the retention).
 """
 
 from __future__ import annotations
@@ -80,13 +81,14 @@ def readable_shards(shards: list[ShardInfo], finished: Callable[[str], bool]) ->
 
 
 class _ShardReader:
-    __slots__ = ("ahead", "info", "iterator", "ledger", "next_poll")
+    __slots__ = ("ahead", "behind_ms", "info", "iterator", "ledger", "next_poll")
 
     def __init__(self, info: ShardInfo, ledger: ShardLedger) -> None:
         self.info = info
         self.ledger = ledger
         self.iterator: str | None = None
         self.next_poll = 0.0
+        self.behind_ms = 0  # MillisBehindLatest of its last GetRecords
         self.ahead: Future[dict[str, Any]] | None = None  # the next page, being fetched for ``iterator``
 
 
@@ -153,6 +155,11 @@ class KinesisSource:
         """True when no open shard exists and every shard has been read to its end (only after resharding to 0)."""
         return bool(self._shards) and all(self._finished(s.shard_id) for s in self._shards)
 
+    @property
+    def behind_ms(self) -> int:
+        """How far the furthest-behind shard is from the tip of the stream (MillisBehindLatest)."""
+        return max((r.behind_ms for r in self._readers.values()), default=0)
+
     def next_poll_in(self) -> float:
         now = self.monotonic()
         times = [r.next_poll for r in self._readers.values()] + [self._next_refresh]
@@ -191,6 +198,8 @@ class KinesisSource:
             kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=str(resume[0]))
         elif ledger.carried:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"  # a previous run settled records further on
+        elif self.settings.start_at is not None:  # a replay: from the first record that arrived at or after it
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.settings.start_at)
         else:
             kwargs["ShardIteratorType"] = self.initial_position
         return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
@@ -242,6 +251,7 @@ class KinesisSource:
         self.stats.get_records_calls += 1
         started = self.stages.lap(GET_RECORDS, started)
         records = response.get("Records", [])
+        reader.behind_ms = int(response.get("MillisBehindLatest", 0))
         self._fit_limit(records)
         before = len(out)
         for raw in records:
