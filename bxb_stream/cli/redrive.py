@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bxb_stream.cli._failures import UserError
+from bxb_stream.cli._progress import ProgressBar
 from bxb_stream.cli._rejections import codes_json, event_rules, print_codes, shorten, when
 
 KEPT_LISTED = 10  # objects left in place named in the text report
@@ -87,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
     target = None if args.dry_run else _target(args)
     console = Console(stderr=True)
     try:
-        with _progress(console, args.quiet) as progress:
+        with ProgressBar(console, "error objects", args.quiet) as bar:
             report = redrive.redrive(
                 s3, args.bucket, target, prefixes=prefixes, period=period, rules=rules, samples=args.samples,
-                on_listed=progress.listed, on_progress=progress.update,
+                on_listed=bar.total, on_progress=lambda objects, records: bar.update(objects, f"{records:,} records"),
             )  # fmt: skip
     except redrive.RedriveStopped as stopped:
         done = stopped.report
@@ -115,30 +116,6 @@ def _target(args: argparse.Namespace) -> Any:
     endpoint = kinesis_endpoint(args.endpoint_url)
     kinesis = make_client(endpoint, args.region, credentials_for(endpoint))
     return StreamTarget(args.stream, kinesis, LEGACY if args.legacy_limits else L.CURRENT, args.aggregate)
-
-
-class _progress:
-    """A rich progress bar over the error objects, on stderr when it is a terminal."""
-
-    def __init__(self, console: Any, quiet: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        columns = [TextColumn("error objects"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[records]}")]
-        self.bar = Progress(*columns, TimeElapsedColumn(), console=console, disable=quiet or not console.is_terminal)
-        self.task = self.bar.add_task("objects", total=None, records="")
-
-    def __enter__(self) -> _progress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)  # type: ignore[arg-type]
-
-    def listed(self, objects: int) -> None:
-        self.bar.update(self.task, total=objects)
-
-    def update(self, objects: int, records: int) -> None:
-        self.bar.update(self.task, completed=objects, records=f"{records:,} records")
 
 
 def _document(args: argparse.Namespace, prefixes: tuple[str, ...], report: Any) -> dict[str, Any]:
