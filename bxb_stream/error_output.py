@@ -190,6 +190,7 @@ class ErrorRecord:
     attempts: int | None
     attempt_ending_ms: int | None
     lambda_arn: str | None
+    line: bytes = field(default=b"", repr=False)  # the line as written (a redrive may write it again elsewhere)
 
     @property
     def arrival(self) -> datetime | None:
@@ -234,6 +235,7 @@ def parse_object(body: bytes, source: ErrorObject) -> ObjectContents:
                 parsed.attempts_made,
                 parsed.attempt_ending_timestamp,
                 parsed.lambda_arn or parsed.lambda_arn_upper,
+                line,
             )
         )
     return ObjectContents(records, bad)

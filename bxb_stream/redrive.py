@@ -22,6 +22,13 @@ was acknowledged by Kinesis. Otherwise it stays where it is, and the report says
 the producer still refuses (with the validator's code), records Kinesis did not take, lines that
 are not error records, records outside the time range.
 
+Firehose writes a buffer's failures into one object, so a record that is still invalid usually
+shares its object with records that now pass, and that object would stay (and be sent again by
+every redrive). ``split_refused`` (``--split-refused``) writes the still-refused lines, as they
+were, to a new error object beside it (same prefix, a new name) and then moves the original, so
+the next redrive reads only those. It applies only to an object some of whose records went
+through: one whose records are all refused stays as it is.
+
 Running twice is harmless: a moved object is outside every error prefix, and the records of an
 object left in place are sent again, which ClickHouse's resolver records as duplicates (one
 charge per organization_id + transaction_id). Within one run a record whose bytes were already
@@ -33,8 +40,10 @@ event for a closed billing period is set aside as late (``bxb-stream late``), as
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +70,7 @@ from bxb_stream.events.errors import EventError
 from bxb_stream.events.lines import read_line
 from bxb_stream.events.schema import FIELDS, Origin
 from bxb_stream.events.validate import normalize_bytes
+from bxb_stream.firehose.naming import object_name
 from bxb_stream.producer import DeliveryFailure, Producer, iso_timestamp
 from bxb_stream.producer import limits as L
 from bxb_stream.producer.producer import _with_timestamp as with_timestamp
@@ -155,19 +165,21 @@ class ObjectOutcome:
     undelivered: Counter[str] = field(default_factory=Counter)  # Kinesis did not take them, by code
     unreadable_lines: int = 0  # not error records
     moved_to: str | None = None
+    split_to: str | None = None  # the new object holding its still-refused lines (split_refused)
+    refused_records: list[ErrorRecord] = field(default_factory=list, repr=False)  # kept for split_refused
     problem: str = ""  # why it stays (set once records are settled)
 
-    def why_kept(self, dry_run: bool) -> str:
-        """Empty when the object can move; else the reason it stays."""
+    def why_kept(self, dry_run: bool, split_refused: bool = False) -> str:
+        """Empty when the object can move (with its refused lines split off, if asked); else why it stays."""
         if self.unreadable_lines:
             return f"{self.unreadable_lines} lines are not error records"
         if self.in_range < self.records:
             return f"{self.records - self.in_range} of {self.records} records are outside the time range"
-        if self.refused:
+        if self.refused and not (split_refused and self.sent and not self.undelivered):
             return "records still refused: " + ", ".join(f"{c} {n}" for c, n in self.refused.most_common())
         if self.undelivered:
             return "records not delivered: " + ", ".join(f"{c} {n}" for c, n in self.undelivered.most_common())
-        if not dry_run and self.sent < self.in_range:
+        if not dry_run and self.sent + self.refused.total() < self.in_range:
             return "not every record was acknowledged"
         return ""
 
@@ -218,8 +230,8 @@ class RedriveReport:
 
     @property
     def complete(self) -> bool:
-        """Everything read was re-submitted and its object moved (a dry run: would be)."""
-        return all(not o.problem for o in self.objects)
+        """Everything read was re-submitted and its object moved (a dry run: would be), nothing refused."""
+        return all(not o.problem and not o.refused for o in self.objects)
 
 
 # --------------------------------------------------------------------------- the run
@@ -253,6 +265,7 @@ def redrive(
     period: TimeRange | None = None,
     rules: EventRules | None = None,
     samples: int = 3,
+    split_refused: bool = False,
     on_listed: Callable[[int], None] | None = None,
     on_progress: Progress | None = None,
 ) -> RedriveReport:
@@ -266,6 +279,7 @@ def redrive(
     if on_listed is not None:
         on_listed(len(objects))
     run = _Run(s3, bucket, target, period, rules, samples, on_progress, RedriveReport(dry_run=target is None))
+    run.split_refused = split_refused
     run.report.listed = len(objects)
     try:
         run.report.codes = summarize(run.records(objects), samples=samples, reason=validator_reason(rules))
@@ -315,6 +329,7 @@ class _Run:
         self.unsettled: list[tuple[ErrorObject, str, int, ObjectOutcome]] = []  # (object, etag, size, outcome)
         self.read = 0
         self.handed = 0
+        self.split_refused = False
 
     def records(self, objects: list[ErrorObject]) -> Iterator[ErrorRecord]:
         """Handle every object; yields each in-range record once it has been handed over (for the summary)."""
@@ -345,7 +360,7 @@ class _Run:
             try:
                 normalize_bytes(data, self.rules, arrival_ms=_now_ms(), ingested_ms=_now_ms())
             except EventError as err:
-                self._refused(outcome, err, data)
+                self._refused(outcome, err, data, record)
             return
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if digest in self.accepted:
@@ -362,12 +377,14 @@ class _Run:
         try:
             self.producer.put(sent)
         except EventError as err:
-            self._refused(outcome, err, data)
+            self._refused(outcome, err, data, record)
             return
         self.inflight[digest] = sent
 
-    def _refused(self, outcome: ObjectOutcome, err: EventError, data: bytes) -> None:
+    def _refused(self, outcome: ObjectOutcome, err: EventError, data: bytes, record: ErrorRecord) -> None:
         outcome.refused[err.code] += 1
+        if self.split_refused:
+            outcome.refused_records.append(record)
         if sum(r.code == err.code for r in self.report.refusals) < self.samples:
             self.report.refusals.append(Refusal(outcome.key, err.code, str(err), data))
 
@@ -390,12 +407,15 @@ class _Run:
                         outcome.sent += 1
             self.inflight.clear()
         for obj, etag, size, outcome in self.unsettled:
-            outcome.problem = outcome.why_kept(self.producer is None)
+            outcome.problem = outcome.why_kept(self.producer is None, self.split_refused)
             if self.producer is not None and not outcome.problem:
                 try:
+                    if outcome.refused_records:
+                        outcome.split_to = write_split(self.s3, self.bucket, obj, outcome.refused_records)
                     outcome.moved_to = move_to_redriven(self.s3, self.bucket, obj.key, etag, size)
                 except MoveError as err:
                     outcome.problem = str(err)
+            outcome.refused_records = []
         self.unsettled.clear()
         if stop is not None:
             raise RedriveStopped(stop, self.report)
@@ -414,6 +434,27 @@ def _now_ms() -> int:
 
 class MoveError(RuntimeError):
     pass
+
+
+def write_split(s3: Any, bucket: str, obj: ErrorObject, records: Sequence[ErrorRecord]) -> str:
+    """A new error object beside ``obj`` (same prefix, a Firehose-style name) holding ``records``'
+    lines as they were written; returns its key. MoveError (nothing written) if the PUT fails."""
+    from botocore.exceptions import ClientError
+
+    directory = obj.key.rsplit("/", 1)[0] + "/" if "/" in obj.key else ""
+    oldest = min((r.arrival_ms for r in records if r.arrival_ms is not None), default=_now_ms())
+    compressed = obj.key.endswith(".gz")
+    # The name's uuid comes from the original key: splitting the same object again (its move failed
+    # after the split was written) writes the same object, not a second copy of its lines.
+    unique = uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{obj.key}")
+    key = directory + object_name(obj.stream, obj.version, oldest, ".gz" if compressed else "", unique)
+    body = b"\n".join(r.line.rstrip(b"\r\n") for r in records)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body) if compressed else body)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise MoveError(f"not moved (writing its refused records apart failed: {error.get('Code')})") from None
+    return key
 
 
 def move_to_redriven(s3: Any, bucket: str, key: str, etag: str, size: int) -> str:

@@ -8,6 +8,10 @@ deleted, and outside the error prefixes, so a second redrive does not send it ag
 sent twice are duplicates in ClickHouse, never a second charge). --dry-run reads, groups by error
 code and checks what the producer would refuse, and sends and moves nothing.
 
+Objects usually mix records that now pass with records that never will; --split-refused writes
+the still-refused lines to a new error object beside the original and moves the original, so
+the next redrive reads only those.
+
 Exit status: 0 when everything read was sent and moved (a dry run: would be), 1 when records are
 still refused or undelivered or objects stay in place, 2 for a usage or access error.
 """
@@ -58,6 +62,12 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="cdk.json whose event rules the producer checks with (default ./cdk.json if present)",
     )
+    p.add_argument(
+        "--split-refused",
+        action="store_true",
+        help="write the lines the producer still refuses to a new error object beside the original, then move "
+        "the original (only when some of its records went through): the next redrive reads only those",
+    )
     p.add_argument("--aggregate", action="store_true", help="KPL-aggregate the records (fewer, larger PutRecords)")
     p.add_argument("--legacy-limits", action="store_true", help="1 MiB record / 5 MiB request (moto, old emulators)")
     p.add_argument("--samples", type=int, default=3, help="decoded samples per error code (default 3)")
@@ -91,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         with ProgressBar(console, "error objects", args.quiet) as bar:
             report = redrive.redrive(
                 s3, args.bucket, target, prefixes=prefixes, period=period, rules=rules, samples=args.samples,
-                on_listed=bar.total, on_progress=lambda objects, records: bar.update(objects, f"{records:,} records"),
+                split_refused=args.split_refused, on_listed=bar.total,
+                on_progress=lambda objects, records: bar.update(objects, f"{records:,} records"),
             )  # fmt: skip
     except redrive.RedriveStopped as stopped:
         done = stopped.report
@@ -134,6 +145,7 @@ def _document(args: argparse.Namespace, prefixes: tuple[str, ...], report: Any) 
         "refused": dict(report.refused.most_common()),
         "undelivered": dict(report.undelivered.most_common()),
         "moved": len(report.moved),
+        "split": [{"key": o.key, "refused_lines_to": o.split_to} for o in report.objects if o.split_to],
         "kept": [{"key": o.key, "reason": o.problem} for o in kept if o.problem],
         "unreadable_lines": sum(o.unreadable_lines for o in report.objects),
         "refusal_samples": [
@@ -171,6 +183,8 @@ def _print(doc: dict[str, Any]) -> None:
         console.print(f"  {escape(sample['code'])}  {escape(sample['key'])}", highlight=False)
         console.print(f"    {escape(sample['message'])}", highlight=False)
         console.print(f"    data: {escape(shorten(sample['data']))}", highlight=False)
+    if doc["split"]:
+        console.print(f"{len(doc['split']):,} objects moved after writing their still-refused lines to a new object")
     for code, n in doc["undelivered"].items():
         console.print(f"[yellow]not delivered to Kinesis: {escape(code)} {n:,}[/yellow]")
     if doc["kept"]:

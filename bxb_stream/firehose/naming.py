@@ -84,9 +84,12 @@ def partition_fields(prefix: str) -> tuple[str, ...]:
     return tuple(v for ns, v in _EXPRESSION.findall(prefix) if ns == "partitionKeyFromLambda")
 
 
-def object_name(stream: str, version: int, oldest_arrival_ms: int, extension: str = "") -> str:
+def object_name(
+    stream: str, version: int, oldest_arrival_ms: int, extension: str = "", unique: uuid.UUID | None = None
+) -> str:
+    """``unique`` replaces the random uuid (a name that must come out the same when written again)."""
     when = datetime.fromtimestamp(oldest_arrival_ms / 1000, tz=UTC)
-    return f"{stream}-{version}-{when.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}{extension}"
+    return f"{stream}-{version}-{when.strftime('%Y-%m-%d-%H-%M-%S')}-{unique or uuid.uuid4()}{extension}"
 
 
 _OBJECT_TIME = re.compile(

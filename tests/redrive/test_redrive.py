@@ -413,3 +413,28 @@ def test_redrive_command_failures_are_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert err.startswith("bxb-stream redrive: error: ")
+
+
+def test_split_refused_moves_mixed_objects_and_keeps_the_refused_lines_apart(moto: Moto) -> None:
+    stream, bucket = moto.stream_and_bucket()
+    keys = aws_objects(moto, bucket)
+    target = StreamTarget(stream, moto.kinesis, LEGACY)
+    report = redrive(moto.s3, bucket, target, rules=RULES, split_refused=True)
+    (mixed,) = [o for o in report.objects if o.key == keys["mixed"]]
+    assert mixed.moved_to == redriven_key(keys["mixed"]) and mixed.split_to is not None
+    assert mixed.split_to.startswith(keys["mixed"].rsplit("/", 1)[0] + "/")  # beside it, under the error prefix
+    split_body = moto.s3.get_object(Bucket=bucket, Key=mixed.split_to)["Body"].read()
+    assert split_body == aws_line(b'{"transaction_id":"m2","timestmap":1}', "Lambda.ProcessingFailed")
+    assert not report.complete  # a record is still refused
+    assert [o.key for o in report.kept] == [keys["unknown-shape"]]
+    sent = len(moto.stream_data(stream))
+    # Next time only the refused line is read: nothing is sent, and an object that is all refused stays.
+    again = redrive(moto.s3, bucket, target, rules=RULES, split_refused=True)
+    assert sorted(o.key for o in again.objects) == sorted([mixed.split_to, keys["unknown-shape"]])
+    assert again.sent == 0 and not again.moved and len(moto.stream_data(stream)) == sent
+    # A move that failed after the split was written: splitting again writes the same object.
+    source = {"Bucket": bucket, "Key": redriven_key(keys["mixed"])}
+    moto.s3.copy_object(Bucket=bucket, Key=keys["mixed"], CopySource=source)
+    before = moto.keys(bucket)
+    third = redrive(moto.s3, bucket, target, rules=RULES, split_refused=True)
+    assert [o.split_to for o in third.moved] == [mixed.split_to] and moto.keys(bucket) == before - {keys["mixed"]}

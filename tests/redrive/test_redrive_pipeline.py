@@ -79,11 +79,7 @@ def send_again(pipeline: LocalPipeline, **kwargs: Any) -> Any:
 
 def test_wrong_rule_fixed_then_redriven_bills_every_event_exactly_once(pipeline: LocalPipeline) -> None:
     workload = pipeline.prepare()
-    # Invalid events in a second wave, so they sit in error objects of their own (an object moves
-    # only when every record in it went through).
-    pipeline.produce([pair for pair in workload if pair[1].kind is not Expect.INVALID])
-    assert pipeline.wait_settled()
-    pipeline.produce([pair for pair in workload if pair[1].kind is Expect.INVALID])
+    pipeline.produce(workload)
     assert pipeline.wait_settled()
     stored = {e.transaction_id for _, e in workload if e.kind is Expect.STORED}
     late = {e.transaction_id for _, e in workload if e.kind is Expect.LATE}
@@ -97,15 +93,17 @@ def test_wrong_rule_fixed_then_redriven_bills_every_event_exactly_once(pipeline:
     pipeline.config = replace(pipeline.config, rules=EventRules())
     for path in pipeline.paths:
         pipeline.restart_runner(path, graceful=True)
-    first = send_again(pipeline)
+    # Invalid events share error objects with the wrongly refused ones: their lines are split off.
+    first = send_again(pipeline, split_refused=True)
 
     # Each refused event (and its byte-identical resends) was in both paths' error output; it went once.
     resends = sum(1 for _, e in workload if e.kind is Expect.DUPLICATE and e.transaction_id in refused)
     assert (first.sent, first.sent - first.identical) == (2 * (len(refused) + resends), len(refused))
     invalid = Counter(e.error_code for _, e in workload if e.kind is Expect.INVALID)
     assert first.refused == Counter({code: 2 * n for code, n in invalid.items()})  # still invalid, on both paths
-    assert all(o.problem.startswith("records still refused") for o in first.kept)
-    assert {o.key for o in first.moved} and all(o.moved_to == redriven_key(o.key) for o in first.moved)
+    assert not first.kept and all(o.moved_to == redriven_key(o.key) for o in first.objects)
+    split = [o.split_to for o in first.objects if o.split_to]
+    assert split and len(split) == sum(1 for o in first.objects if o.refused)
 
     for path in pipeline.paths:  # every produced event billed once, into its own hour
         billed = billed_per_transaction(pipeline, path)
@@ -113,20 +111,25 @@ def test_wrong_rule_fixed_then_redriven_bills_every_event_exactly_once(pipeline:
         assert not compare_usage(pipeline.expected.usage, pipeline.usage_rows(path)), path
         assert ledger.pending_late(pipeline.client, pipeline.paths[path].database) == len(late)
 
-    # Again: only the objects holding still-invalid records are read, and nothing is sent.
+    # Again: only the split-off objects of still-invalid records are read, and nothing is sent or moved.
     before = {path: pipeline.counts(path) for path in pipeline.paths}
     keys_before = error_keys(pipeline)
-    second = send_again(pipeline)
-    assert second.listed == len(first.kept) > 0 and (second.sent, len(second.moved)) == (0, 0)
+    second = send_again(pipeline, split_refused=True)
+    assert sorted(o.key for o in second.objects) == sorted(split)
+    assert second.refused == first.refused and (second.sent, len(second.moved)) == (0, 0)
     assert error_keys(pipeline) == keys_before
     # A move that failed after its records were sent: the object is back under its original key.
     s3 = pipeline.aws.client("s3")
     assert pipeline.targets is not None
-    bucket, moved = pipeline.targets.bucket, first.moved[0]
+    bucket = pipeline.targets.bucket
+    moved = next(o for o in first.moved if o.split_to is None) if len(split) < len(first.moved) else first.moved[0]
     s3.copy_object(Bucket=bucket, Key=moved.key, CopySource={"Bucket": bucket, "Key": redriven_key(moved.key)})
-    third = send_again(pipeline)
+    third = send_again(pipeline, split_refused=True)
     assert third.sent == moved.sent > 0 and [o.key for o in third.moved] == [moved.key]
+    assert [o.split_to for o in third.moved] == [moved.split_to]  # split again: the same object, written again
+    assert error_keys(pipeline) == keys_before  # nothing new in the bucket
     resent = third.sent - third.identical  # each lands on each path once more, as a duplicate
+    assert second.sent == 0
     for path in pipeline.paths:
         was, now = before[path], pipeline.counts(path)
         assert (now.billed, now.conflicts, now.late) == (was.billed, 0, was.late) == (len(stored), 0, len(late))
