@@ -15,8 +15,12 @@ all-data backup of delivered records, not a rejection, and is skipped. The in-re
 runner writes a plain prefix's objects as ``P<name>``; those are read too.
 
 Each object holds one JSON document per line (``attemptsMade``, ``arrivalTimestamp``,
-``errorCode``, ``errorMessage``, ``attemptEndingTimestamp``, ``rawData`` in base64, and
-``lambdaArn`` for processing failures), possibly gzipped.
+``errorCode``, ``errorMessage``, ``attemptEndingTimestamp``, ``rawData`` in base64, and the
+function's ARN for processing failures), possibly gzipped, the last line without a newline.
+Every spelling AWS documents or writes is read: ``lambdaArn`` (docs) and ``lambdaARN``
+(captured objects); for format-conversion failures ``lastErrorCode``/``lastErrorMessage``
+(captured) and ``ErrorCode``/``ErrorMessage`` (current docs). A line without ``rawData`` or
+any error code is counted as unreadable, never skipped silently.
 
 ``bxb-stream errors`` lists them; a redrive reads them the same way (``read_records``).
 """
@@ -27,6 +31,7 @@ import base64
 import binascii
 import gzip
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -145,15 +150,29 @@ def _java_regex(pattern: str) -> str:
 
 
 class _Line(msgspec.Struct, rename="camel"):
-    """One line of an error object; other fields (sequenceNumber, requestId...) are ignored."""
+    """One line of an error object, in any spelling AWS uses; other fields (sequenceNumber,
+    subsequenceNumber, dataId, dataCatalogTable, requestId...) are ignored."""
 
-    error_code: str
     raw_data: str
-    error_message: str = ""
+    error_code: str | None = None
+    last_error_code: str | None = None  # format-conversion-failed, as captured
+    upper_error_code: str | None = msgspec.field(default=None, name="ErrorCode")  # format conversion, current docs
+    error_message: str | None = None
+    last_error_message: str | None = None
+    upper_error_message: str | None = msgspec.field(default=None, name="ErrorMessage")
     attempts_made: int | None = None
     arrival_timestamp: int | None = None
     attempt_ending_timestamp: int | None = None
-    lambda_arn: str | None = None
+    lambda_arn: str | None = None  # the docs' spelling
+    lambda_arn_upper: str | None = msgspec.field(default=None, name="lambdaARN")  # what AWS writes
+
+    @property
+    def code(self) -> str | None:
+        return self.error_code or self.last_error_code or self.upper_error_code
+
+    @property
+    def message(self) -> str:
+        return self.error_message or self.last_error_message or self.upper_error_message or ""
 
 
 _line_decoder = msgspec.json.Decoder(_Line)
@@ -171,6 +190,7 @@ class ErrorRecord:
     attempts: int | None
     attempt_ending_ms: int | None
     lambda_arn: str | None
+    line: bytes = field(default=b"", repr=False)  # the line as written (a redrive may write it again elsewhere)
 
     @property
     def arrival(self) -> datetime | None:
@@ -186,7 +206,10 @@ class ObjectContents:
 def parse_object(body: bytes, source: ErrorObject) -> ObjectContents:
     """The records of one error object (gzipped or not)."""
     if body[:2] == _GZIP_MAGIC:
-        body = gzip.decompress(body)
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error):  # a truncated or corrupt object: nothing in it can be trusted
+            return ObjectContents([], 1)
     records: list[ErrorRecord] = []
     bad = 0
     for line in body.splitlines():
@@ -198,16 +221,21 @@ def parse_object(body: bytes, source: ErrorObject) -> ObjectContents:
         except (msgspec.DecodeError, binascii.Error, ValueError):
             bad += 1
             continue
+        code = parsed.code
+        if code is None:  # not a shape we know: counted, never guessed at
+            bad += 1
+            continue
         records.append(
             ErrorRecord(
                 source,
-                parsed.error_code,
-                parsed.error_message,
+                code,
+                parsed.message,
                 raw,
                 parsed.arrival_timestamp,
                 parsed.attempts_made,
                 parsed.attempt_ending_timestamp,
-                parsed.lambda_arn,
+                parsed.lambda_arn or parsed.lambda_arn_upper,
+                line,
             )
         )
     return ObjectContents(records, bad)

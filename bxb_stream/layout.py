@@ -13,10 +13,24 @@ from __future__ import annotations
 EVENTS_PREFIX = "events/"
 ERRORS_PREFIX = "errors/"  # Firehose ErrorOutputPrefix root: errors/<error-output-type>/...
 HTTP_BACKUP_PREFIX = "http-backup/"  # the HTTP delivery stream's S3 backup
+HTTP_BACKUP_ERRORS_PREFIX = "http-backup-errors/"  # the HTTP delivery stream's transform failures
 # S3Queue moves each Parquet object it has ingested from events/ to
 # archive/<its key>: the long-term Parquet archive, outside every queue's glob, so a
 # file ClickHouse has forgotten (tracked-file TTL or limit) is never read again.
 ARCHIVE_PREFIX = "archive/"
+# ``bxb-stream redrive`` moves each error object whose records it re-submitted to
+# redriven/<its key>: kept (never deleted), and outside every error prefix and queue glob,
+# so a second redrive does not send it again.
+REDRIVEN_PREFIX = "redriven/"
+# Every top-level prefix; none is the start of another (tests/redrive checks it).
+TOP_LEVEL_PREFIXES: tuple[str, ...] = (
+    EVENTS_PREFIX,
+    ERRORS_PREFIX,
+    HTTP_BACKUP_PREFIX,
+    HTTP_BACKUP_ERRORS_PREFIX,
+    ARCHIVE_PREFIX,
+    REDRIVEN_PREFIX,
+)
 
 # Partition path below EVENTS_PREFIX, as Firehose's S3 prefix expression.
 PARTITION_PATH = (
@@ -34,7 +48,7 @@ DATA_RETENTION_DAYS = 30
 FIREHOSE_DATA_PREFIX = EVENTS_PREFIX + PARTITION_PATH
 FIREHOSE_ERROR_PREFIX = ERRORS_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 FIREHOSE_HTTP_BACKUP_PREFIX = HTTP_BACKUP_PREFIX
-FIREHOSE_HTTP_BACKUP_ERROR_PREFIX = "http-backup-errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+FIREHOSE_HTTP_BACKUP_ERROR_PREFIX = HTTP_BACKUP_ERRORS_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 
 
 def partition_prefix(organization_id: str, date: str, hour: str) -> str:

@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bxb_stream.cli._failures import UserError
-from bxb_stream.cli._parser import utc_time
+from bxb_stream.cli._rejections import codes_json, event_rules, print_codes, when
 
-_AGE = re.compile(r"^(\d+)([smhd])$")
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-SAMPLE_CHARS = 300
-
-
-def when(text: str) -> datetime:
-    """An argparse type: ISO-8601 (UTC without an offset), or an age before now: 90m, 24h, 7d."""
-    age = _AGE.match(text.strip())
-    if age:
-        return datetime.now(UTC) - timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
-    return utc_time(text)
+__all__ = ["register", "run", "when"]
 
 
 def register(subparsers: Any) -> None:
@@ -87,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             KeyPattern(prefix)
     except (ValueError, PrefixPatternError) as exc:
         raise UserError(str(exc)) from None
-    rules = _rules(args.config)
+    rules = event_rules(args.config)
     s3 = client("s3", args.endpoint_url, args.region)
     scan = Scan()
     records = read_records(s3, args.bucket, prefixes, period, scan)
@@ -100,25 +88,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules(path: Path | None) -> Any:
-    """The event rules the transform runs with: the given cdk.json's, ./cdk.json's, or the defaults."""
-    from bxb_stream.config import EventRules
-    from bxb_stream.deployment import PipelineConfig
-
-    if path is None:
-        path = Path("cdk.json")
-        if not path.exists():
-            return EventRules()
-    try:
-        return PipelineConfig.from_cdk_json(path).rules
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--config {path}: not JSON ({exc})") from None
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
-
-
 def _report(args: argparse.Namespace, prefixes: tuple[str, ...], scan: Any, codes: list[Any]) -> dict[str, Any]:
     return {
         "bucket": args.bucket,
@@ -128,60 +97,19 @@ def _report(args: argparse.Namespace, prefixes: tuple[str, ...], scan: Any, code
         "objects_read": scan.objects,
         "unreadable_lines": scan.unreadable_lines,
         "records": sum(c.count for c in codes),
-        "codes": [
-            {
-                "error_code": c.error_code,
-                "count": c.count,
-                "output_types": dict(c.output_types.most_common()),
-                "reasons": dict(c.reasons.most_common()),
-                "first_arrival": _iso(c.first_arrival_ms),
-                "last_arrival": _iso(c.last_arrival_ms),
-                "samples": [
-                    {
-                        "key": r.source.key,
-                        "arrival": _iso(r.arrival_ms),
-                        "attempts": r.attempts,
-                        "error_message": r.error_message,
-                        "data": r.raw.decode("utf-8", "replace"),
-                    }
-                    for r in c.samples
-                ],
-            }
-            for c in codes
-        ],
+        "codes": codes_json(codes),
     }
 
 
 def _print(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     console = Console(width=160) if not sys.stdout.isatty() else Console()
     where = f"s3://{report['bucket']} under {', '.join(report['prefixes'])}"
     if not report["codes"]:
         console.print(f"no rejected records in {escape(where)} ({report['objects_read']} error objects read)")
         return
-    table = Table(title=f"{report['records']:,} rejected records in {where}", title_justify="left")
-    for column in ("error code", "records", "output type", "reasons (the validator's)", "first arrival", "last"):
-        table.add_column(column, justify="right" if column == "records" else "left")
-    for c in report["codes"]:
-        table.add_row(
-            escape(c["error_code"]),
-            f"{c['count']:,}",
-            escape(", ".join(f"{k} {v:,}" for k, v in c["output_types"].items())),
-            escape(", ".join(f"{k} {v:,}" for k, v in list(c["reasons"].items())[:3])),
-            c["first_arrival"] or "",
-            c["last_arrival"] or "",
-        )
-    console.print(table)
-    if any(c["samples"] for c in report["codes"]):
-        console.print("samples, decoded:")
-    for c in report["codes"]:
-        for sample in c["samples"]:
-            data = sample["data"] if len(sample["data"]) <= SAMPLE_CHARS else sample["data"][:SAMPLE_CHARS] + "..."
-            console.print(f"[bold]{escape(c['error_code'])}[/bold] {sample['arrival'] or ''}  {escape(sample['key'])}")
-            console.print(f"  message: {escape(sample['error_message'])}", highlight=False)
-            console.print(f"  data:    {escape(data)}", highlight=False)
+    print_codes(console, f"{report['records']:,} rejected records in {where}", report["codes"])
     if report["unreadable_lines"]:
         console.print(f"[yellow]{report['unreadable_lines']} lines were not error records[/yellow]")

@@ -84,6 +84,22 @@ def partition_fields(prefix: str) -> tuple[str, ...]:
     return tuple(v for ns, v in _EXPRESSION.findall(prefix) if ns == "partitionKeyFromLambda")
 
 
-def object_name(stream: str, version: int, oldest_arrival_ms: int, extension: str = "") -> str:
+def object_name(
+    stream: str, version: int, oldest_arrival_ms: int, extension: str = "", unique: uuid.UUID | None = None
+) -> str:
+    """``unique`` replaces the random uuid (a name that must come out the same when written again)."""
     when = datetime.fromtimestamp(oldest_arrival_ms / 1000, tz=UTC)
-    return f"{stream}-{version}-{when.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}{extension}"
+    return f"{stream}-{version}-{when.strftime('%Y-%m-%d-%H-%M-%S')}-{unique or uuid.uuid4()}{extension}"
+
+
+_OBJECT_TIME = re.compile(
+    r"-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"(?:\.[A-Za-z0-9.]+)?$"
+)
+
+
+def object_time(key: str) -> datetime | None:
+    """The oldest arrival an object's name records (what ``object_name`` wrote), or None for
+    a key that is not named so."""
+    match = _OBJECT_TIME.search(key)
+    return None if match is None else datetime.strptime(match.group(1), "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)

@@ -8,6 +8,7 @@ builds these; tests build them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bxb_stream import layout
 
@@ -44,10 +45,15 @@ class SourceSettings:
     # Fetch a shard's next GetRecords page in a background thread while this one is processed, so
     # waiting on Kinesis (or moto's CPU) overlaps our work. One page per shard ahead, at most.
     read_ahead: bool = True
+    # Where a shard with no checkpoint starts: None = the runner's initial position; a time =
+    # AT_TIMESTAMP, the first record that arrived at or after it (a replay within the retention).
+    start_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _check("get_records_limit", self.get_records_limit, 1, 10_000)
         _check("poll_interval_s", self.poll_interval_s, 0.0, 60.0)
+        if self.start_at is not None and self.start_at.tzinfo is None:
+            raise SettingsError("start_at must be timezone-aware")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ is not (its failure is asked again in the foreground, where it is retried).
 
 Where to start: after the shard's checkpoint (see ``checkpoint``); a shard with no
 checkpoint starts at ``initial_position`` (TRIM_HORIZON by default so a local run
-sees what was produced before it started; a new Firehose starts at LATEST).
+sees what was produced before it started; a new Firehose starts at LATEST), or at
+``SourceSettings.start_at`` when set (AT_TIMESTAMP: a replay within the retention).
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ class KinesisSource:
             kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=str(resume[0]))
         elif ledger.carried:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"  # a previous run settled records further on
+        elif self.settings.start_at is not None:  # a replay: from the first record that arrived at or after it
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.settings.start_at)
         else:
             kwargs["ShardIteratorType"] = self.initial_position
         return self.retrier.call("GetShardIterator", self.client.get_shard_iterator, **kwargs)["ShardIterator"]

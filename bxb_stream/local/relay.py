@@ -9,11 +9,15 @@ methods the CLI's queries use, ``query(sql, parameters).result_rows`` and
 local+http://127.0.0.1:PORT`` use it.
 ``GET /status`` answers the serving process's status as JSON (the health of each
 Firehose runner), when it gave one.
+``POST /insert`` takes rows as Arrow (``RelayClient.insert_arrow``, for ``bxb-stream
+replay archive``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -28,6 +32,7 @@ from bxb_stream.local.loopback import LoopbackServer
 
 SCHEME = "local+http"
 _READ_ONLY = ("select", "with", "show", "describe", "exists")
+_INSERT_ARROW = re.compile(r"INSERT INTO ([A-Za-z_][A-Za-z0-9_.]*) FORMAT Arrow")
 
 
 class RelayServer(LoopbackServer):
@@ -61,8 +66,22 @@ class RelayClient:
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self._post("command", sql, parameters)["result"]
 
-    def _post(self, verb: str, sql: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
-        body = json.dumps({"sql": sql, "parameters": parameters or {}}, default=_jsonable).encode()
+    def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, Any] | None = None) -> int:
+        """Insert a pyarrow Table into ``table`` (as clickhouse-connect's ``insert_arrow``); returns its rows."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, arrow_table.schema) as writer:
+            writer.write_table(arrow_table)
+        arrow = base64.b64encode(sink.getvalue().to_pybytes()).decode()
+        extra = {"arrow": arrow, "settings": settings or {}}
+        return int(self._post("insert", f"INSERT INTO {table} FORMAT Arrow", None, extra)["result"])
+
+    def _post(
+        self, verb: str, sql: str, parameters: dict[str, Any] | None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        request_body = {"sql": sql, "parameters": parameters or {}, **(extra or {})}
+        body = json.dumps(request_body, default=_jsonable).encode()
         request = urllib.request.Request(f"{self._base}/{verb}", data=body, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
@@ -84,9 +103,24 @@ def _reader(type_name: str) -> Any:
     return lambda v: v
 
 
+def _insert_arrow(client: Any, lock: threading.Lock, sql: str, request: dict[str, Any]) -> int:
+    """``INSERT INTO <table> FORMAT Arrow`` with the rows as a base64 Arrow IPC stream."""
+    import pyarrow as pa
+
+    statement = _INSERT_ARROW.fullmatch(sql)
+    if statement is None:
+        raise ValueError("/insert takes INSERT INTO <table> FORMAT Arrow")
+    rows = pa.ipc.open_stream(base64.b64decode(request["arrow"])).read_all()
+    with lock:
+        client.insert_arrow(statement.group(1), rows, settings=request.get("settings") or None)
+    return rows.num_rows
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(getattr(value, "summary", None), dict):  # a command with no result (SYSTEM ...): its summary
+        return value.summary
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
@@ -98,7 +132,7 @@ def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None
             if self.path.rstrip("/") == "/status" and status is not None:
                 self._answer(200, status())
             else:
-                self._answer(404, {"error": "GET /status, or POST /query or /command"})
+                self._answer(404, {"error": "GET /status, or POST /query, /command or /insert"})
 
         def do_POST(self) -> None:
             try:
@@ -118,8 +152,10 @@ def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None
                 elif self.path == "/command":
                     with lock:
                         payload = {"result": _jsonable(client.command(sql, parameters=parameters))}
+                elif self.path == "/insert":
+                    payload = {"result": _insert_arrow(client, lock, sql, request)}
                 else:
-                    raise LookupError(f"no such endpoint {self.path!r}: /query or /command")
+                    raise LookupError(f"no such endpoint {self.path!r}: /query, /command or /insert")
             except Exception as exc:  # the caller gets the reason; the server keeps serving
                 payload, code = {"error": f"{type(exc).__name__}: {exc}"}, 400
             else:

@@ -315,3 +315,36 @@ def test_errors_command_failures_are_one_line(moto: Moto, capsys: pytest.Capture
     assert "error-output-type" in capsys.readouterr().err
     assert main([*base, "--bucket", "b", "--since", "2026-05-02", "--until", "2026-05-01"]) == 2
     assert "is not before" in capsys.readouterr().err
+
+
+def test_every_spelling_aws_writes_or_documents() -> None:
+    """Captured objects: lambdaARN, lastErrorCode/lastErrorMessage (format conversion), no newline after
+    the last line; the docs: lambdaArn, ErrorCode/ErrorMessage. A line with no error code is counted."""
+    obj = KeyPattern("").parse(f"format-conversion-failed/2026/05/01/08/{NAME}")
+    assert obj is not None
+    data = base64.b64encode(b"x").decode()
+    lines = [
+        {"errorCode": "Lambda.FunctionError", "errorMessage": "m1", "rawData": data, "lambdaARN": "arn:a"},
+        {"errorCode": "Lambda.ProcessingFailedStatus", "rawData": data, "lambdaArn": "arn:b"},
+        {
+            "lastErrorCode": "DataFormatConversion.MalformedData",
+            "lastErrorMessage": "m3",
+            "rawData": data,
+            "sequenceNumber": "1",
+            "subSequenceNumber": None,
+            "dataCatalogTable": {"tableName": "t"},
+        },
+        {"ErrorCode": "DataFormatConversion.InvalidSchema", "ErrorMessage": "m4", "rawData": data, "catalogArn": "a"},
+        {"errorCode": "HttpEndpoint.ResponseCodeError", "rawData": data, "subsequenceNumber": 0, "dataId": "1"},
+        {"rawData": data, "somethingElse": "no code at all"},
+    ]
+    contents = parse_object(b"\n".join(json.dumps(line).encode() for line in lines), obj)
+    assert [(r.error_code, r.error_message, r.lambda_arn) for r in contents.records] == [
+        ("Lambda.FunctionError", "m1", "arn:a"),
+        ("Lambda.ProcessingFailedStatus", "", "arn:b"),
+        ("DataFormatConversion.MalformedData", "m3", None),
+        ("DataFormatConversion.InvalidSchema", "m4", None),
+        ("HttpEndpoint.ResponseCodeError", "", None),
+    ]
+    assert contents.unreadable_lines == 1
+    assert parse_object(b"\x1f\x8b\x08 truncated", obj).unreadable_lines == 1  # a corrupt gzip object
