@@ -10,6 +10,7 @@ queryable, and reports a reconciliation per path, end-to-end latency and hourly 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import threading
@@ -28,7 +29,9 @@ from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
 from bxb_stream.ingest.rows import Trust
 from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
+from bxb_stream.local import capabilities
 from bxb_stream.local import settings as local_settings
+from bxb_stream.local.archiver import ProcessedArchiver
 from bxb_stream.local.aws import AwsStandIn
 from bxb_stream.local.function_url import FunctionUrlServer
 from bxb_stream.local.reconcile import Expected, PathCounts
@@ -38,6 +41,8 @@ from bxb_stream.transform import Transformer, load_hooks
 from bxb_stream.transform.process import is_rejection
 
 ACCESS_KEY_SECRET = "bxb/local/firehose-access-key"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,6 +104,9 @@ class LocalPipeline:
         self.client: Any = None
         self.ingest_server: FunctionUrlServer | None = None
         self.targets: local_settings.LocalTargets | None = None
+        # Where the endpoint cannot do S3Queue's move (capabilities), the pipeline moves instead.
+        self.capabilities = capabilities.EndpointCapabilities(conditional_delete=True)
+        self.archiver: ProcessedArchiver | None = None
 
     # ------------------------------------------------------------------ stand-ins
     def start(self) -> None:
@@ -116,10 +124,21 @@ class LocalPipeline:
         )
         self.aws.ensure_stream(targets.stream, opts.shards)
         self.aws.ensure_bucket(targets.bucket)
+        if "s3" in opts.paths:
+            self._probe_endpoint(targets.bucket)
         for path in opts.paths:
-            settings = local_settings.clickhouse_settings(self._database(path), targets, s3_queues=path == "s3")
+            settings = local_settings.clickhouse_settings(
+                self._database(path),
+                targets,
+                s3_queues=path == "s3",
+                move_processed=self.capabilities.conditional_delete,
+            )
             migrations.ensure_named_collection_from_env(self.client, settings)
             migrations.apply(self.client, settings)
+        if not self.capabilities.conditional_delete:
+            self.archiver = ProcessedArchiver(
+                self.aws.client("s3"), targets.bucket, self.engine.client(), self._database("s3")
+            ).start()
         if "http" in opts.paths:
             access_key = secrets.token_urlsafe(32)
             arn = self.aws.ensure_secret(ACCESS_KEY_SECRET, {"api_key": access_key})
@@ -141,6 +160,17 @@ class LocalPipeline:
         for path in opts.paths:
             self.paths[path] = PathRuntime(path, self._database(path), self._runner(path))
             self._start_runner(self.paths[path])
+
+    def _probe_endpoint(self, bucket: str) -> None:
+        self.capabilities = capabilities.probe(self.aws.client("s3"), bucket)
+        if not self.capabilities.conditional_delete:
+            log.warning(
+                "warning: %s answers a conditional DeleteObject with 501, so S3Queue cannot move what it "
+                "ingested (after_processing='move'); using after_processing='keep', and this pipeline moves "
+                "each processed object to %s<its key> itself",
+                self.aws.endpoint_url,
+                ARCHIVE_PREFIX,
+            )
 
     def _database(self, path: str) -> str:
         return local_settings.database_for(
@@ -299,7 +329,9 @@ class LocalPipeline:
 
     def _settled(self, path: str) -> bool:
         if path == "s3":
-            return self._queue_caught_up(self.paths[path].database)
+            caught_up = self._queue_caught_up(self.paths[path].database)
+            # Settled includes moved out of events/, where the pipeline does S3Queue's move.
+            return caught_up and (self.archiver is None or self.archiver.move_processed().failed == 0)
         return True  # the HTTP path inserts synchronously: settled means stored
 
     def _queue_caught_up(self, database: str) -> bool:
@@ -372,4 +404,6 @@ class LocalPipeline:
         if self.client is not None:
             for runtime in self.paths.values():  # stop the queues while the S3 stand-in still answers
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.EVENTS_QUEUE_MV}")
+        if self.archiver is not None:  # the queues are stopped: move the last processed objects
+            self.archiver.stop()
         self.aws.stop()
