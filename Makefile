@@ -1,6 +1,8 @@
 # Two front doors (see README.md):
 #   make demo   install, then run the local end-to-end pipeline on its defaults
 #   make test   install, then run the test suite
+# and, outside CI (it installs LocalStack, ~1 min the first time):
+#   make test-localstack   the local pipeline against a real LocalStack (scripts/localstack/run.py)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export CDK_DISABLE_CLI_TELEMETRY = true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-localstack lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Not part of .ci/run: LocalStack in host mode (Python >= 3.13, npm), both paths reconciled against it.
+test-localstack: install
+	$(BIN)/python scripts/localstack/run.py
 
 lint: install
 	$(BIN)/ruff check .

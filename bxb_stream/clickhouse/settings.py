@@ -41,8 +41,10 @@ class ClickHouseSettings:
     # False: no S3Queue tables (a deployment with the HTTP path only has no Parquet to read).
     s3_queues: bool = True
     # True: S3Queue moves each ingested object to <archive_prefix><its key> (needs ClickHouse
-    # 25.x or later, and delete/put rights on the bucket). False keeps objects in place, and a
-    # file still there when S3Queue forgets it (TTL, limit) is read again.
+    # 25.x or later, delete/put rights on the bucket, and conditional DeleteObject: LocalStack
+    # answers 501, see local/capabilities.py). False keeps objects in place, and a file still
+    # there when S3Queue forgets it (TTL, limit) is read again, unless something else moves it
+    # (the local pipeline does, local/archiver.py).
     move_processed: bool = True
     archive_prefix: str = layout.ARCHIVE_PREFIX
     errors_prefix: str = layout.ERRORS_PREFIX

@@ -39,7 +39,9 @@ from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
 from bxb_stream.ingest.rows import Trust
 from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
+from bxb_stream.local import capabilities
 from bxb_stream.local import settings as local_settings
+from bxb_stream.local.archiver import ProcessedArchiver
 from bxb_stream.local.aws import AwsStandIn, AwsStandInError
 from bxb_stream.local.function_url import FunctionUrlServer
 from bxb_stream.local.reconcile import Expected, PathCounts
@@ -109,6 +111,9 @@ class Shutdown:
         return not self.problems and not any(self.in_flight.values())
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class LocalOptions:
     events: int = 200_000
@@ -175,6 +180,9 @@ class LocalPipeline:
         self.failed = threading.Event()  # a runner stopped on an error it cannot retry
         self.resumed = False  # started on a kept data dir that held a previous run
         self._lock: IO[str] | None = None
+        # Where the endpoint cannot do S3Queue's move (capabilities), the pipeline moves instead.
+        self.capabilities = capabilities.EndpointCapabilities(conditional_delete=True)
+        self.archiver: ProcessedArchiver | None = None
 
     # ------------------------------------------------------------------ stand-ins
     def start(self) -> None:
@@ -200,11 +208,19 @@ class LocalPipeline:
         )
         self.aws.ensure_stream(targets.stream, opts.shards)
         self.aws.ensure_bucket(targets.bucket)
+        if "s3" in opts.paths:
+            self._probe_endpoint(targets.bucket)
         for database in dict.fromkeys(self._database(path) for path in opts.paths):
             queues = any(path == "s3" and self._database(path) == database for path in opts.paths)
-            settings = local_settings.clickhouse_settings(database, targets, s3_queues=queues)
+            settings = local_settings.clickhouse_settings(
+                database, targets, s3_queues=queues, move_processed=self.capabilities.conditional_delete
+            )
             migrations.ensure_named_collection_from_env(self.client, settings)
             migrations.apply(self.client, settings)
+        if not self.capabilities.conditional_delete:
+            self.archiver = ProcessedArchiver(
+                self.aws.client("s3"), targets.bucket, self.engine.client(), self._database("s3")
+            ).start()
         if "http" in opts.paths:
             access_key = secrets.token_urlsafe(32)
             arn = self.aws.ensure_secret(ACCESS_KEY_SECRET, {"api_key": access_key})
@@ -226,6 +242,17 @@ class LocalPipeline:
         for path in opts.paths:
             self.paths[path] = PathRuntime(path, self._database(path), self._runner(path))
             self._start_runner(self.paths[path])
+
+    def _probe_endpoint(self, bucket: str) -> None:
+        self.capabilities = capabilities.probe(self.aws.client("s3"), bucket)
+        if not self.capabilities.conditional_delete:
+            log.warning(
+                "warning: %s answers a conditional DeleteObject with 501, so S3Queue cannot move what it "
+                "ingested (after_processing='move'); using after_processing='keep', and this pipeline moves "
+                "each processed object to %s<its key> itself",
+                self.aws.endpoint_url,
+                ARCHIVE_PREFIX,
+            )
 
     def _database(self, path: str) -> str:
         return local_settings.database_for(
@@ -430,18 +457,18 @@ class LocalPipeline:
 
     def _settled(self, path: str) -> bool:
         if path == "s3":
-            return self._queue_caught_up(self.paths[path].database)
+            if self.archiver is not None:  # the pipeline does S3Queue's move itself
+                self.archiver.move_processed()
+            return self._events_prefix_empty()
         return True  # the HTTP path inserts synchronously: settled means stored
 
-    def _queue_caught_up(self, database: str) -> bool:
+    def _events_prefix_empty(self) -> bool:
+        """Every data object is moved to archive/ once its rows are committed (by S3Queue, or by
+        the archiver), so nothing left under events/ means everything landed. Unlike counting
+        the queue's Processed files, this holds across a restart on a kept data dir."""
         assert self.targets is not None
-        s3 = self.aws.client("s3")
-        keys: set[str] = set()
-        # Each data object is still under events/, or already moved below archive/.
-        for prefix in (EVENTS_PREFIX, ARCHIVE_PREFIX + EVENTS_PREFIX):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.targets.bucket, Prefix=prefix):
-                keys.update(obj["Key"].removeprefix(ARCHIVE_PREFIX) for obj in page.get("Contents", []))
-        return len(status.queue_files(self.client, database, "Processed")) >= len(keys)
+        listed = self.aws.client("s3").list_objects_v2(Bucket=self.targets.bucket, Prefix=EVENTS_PREFIX, MaxKeys=1)
+        return not listed.get("KeyCount", 0)
 
     def _wait_usage(self, deadline: float) -> bool:
         """Until every landed row is resolved and every billed one is in usage_hourly."""
@@ -513,6 +540,8 @@ class LocalPipeline:
         if self.client is not None:
             for runtime in self.paths.values():  # stop the queues while the S3 stand-in still answers
                 self.client.command(f"DETACH TABLE IF EXISTS {runtime.database}.{t.EVENTS_QUEUE_MV}")
+        if self.archiver is not None:  # the queues are stopped: move the last processed objects
+            self.archiver.stop()
         self.aws.stop()
         if self._lock is not None:
             self._lock.close()

@@ -68,16 +68,20 @@ def delivery_stream(
     return DeliveryStreamSettings(name, source, processor, http=http, region=targets.region)
 
 
-def clickhouse_settings(database: str, targets: LocalTargets, *, s3_queues: bool = True) -> ClickHouseSettings:
+def clickhouse_settings(
+    database: str, targets: LocalTargets, *, s3_queues: bool = True, move_processed: bool = True
+) -> ClickHouseSettings:
     """The project's DDL against the local bucket; queues poll fast, and the resolver and the
     usage refresh run every 2 s (each run only takes what landed since the last one).
 
     ``s3_queues=False`` for the HTTP path's own database: its queues would take the S3 path's
-    objects (each object is moved to archive/ by whichever queue ingests it first)."""
+    objects (each object is moved to archive/ by whichever queue ingests it first).
+    ``move_processed=False`` where the endpoint cannot do S3Queue's move (``capabilities``)."""
     return ClickHouseSettings(
         bucket_url=f"{targets.endpoint_url}/{targets.bucket}",  # path-style, as moto and LocalStack serve it
         database=database,
         s3_queues=s3_queues,
+        move_processed=move_processed,
         named_collection=NAMED_COLLECTION,
         polling_min_timeout_ms=100,
         polling_max_timeout_ms=500,
