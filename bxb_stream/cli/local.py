@@ -35,6 +35,15 @@ EXAMPLE_EVENTS, EXAMPLE_SEED, EXAMPLE_CUSTOMERS = 1_000, 1, 1_000
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("local", help="run the whole pipeline locally and reconcile", description=__doc__)
     p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "wait"),
+        default="run",
+        help="run (default): start the pipeline; wait: against a running --serve (its --url), wait until every "
+        "event in the stream now is billed or accounted for, and show where each one went",
+    )
+    p.add_argument("--url", help="with wait: the query relay the --serve banner prints (local+http://127.0.0.1:PORT)")
+    p.add_argument(
         "--events",
         type=int,
         help=f"synthetic events to produce and reconcile (default {DEMO_EVENTS}; with --serve, 0: serve at once)",
@@ -71,7 +80,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--late-share", type=float, default=0.01, help="share held as late (past grace)")
     p.add_argument("--conflict-share", type=float, default=0.005, help="share of ids re-used for a different event")
     p.add_argument("--backdated-share", type=float, default=0.01, help="share of events days old, in an open period")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for delivery after producing")
+    p.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for delivery after producing (and for wait)"
+    )
     p.add_argument("--serve", action="store_true", help="keep running (after the workload, if any) until stopped")
     p.add_argument("--serve-seconds", type=float, default=SERVE_MAX_SECONDS, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -84,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
 
     console = Console() if sys.stdout.isatty() else Console(width=140)  # tables stay readable in logs
+    if args.action == "wait":
+        return _wait(args, console)
     _log_to(console)
     events = args.events if args.events is not None else (0 if args.serve or args.resume else DEMO_EVENTS)
     try:
@@ -135,7 +148,54 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _wait(args: argparse.Namespace, console: Any) -> int:
+    """``local wait``: the serving process waits, then says where every event read since it began
+    serving went; exit 0 only when all of it is settled and accounted for."""
+    from rich.table import Table
+
+    from bxb_stream.cli._failures import explain
+    from bxb_stream.local.relay import RelayClient
+
+    if not args.url:
+        _error(console, "local wait needs --url: the query relay the --serve banner prints (local+http://...)")
+        return 2
+    try:
+        relay = RelayClient(args.url)
+        with console.status(f"waiting (at most {args.timeout:.0f}s) until the events in the stream are billed"):
+            result = relay.settle(args.timeout)
+    except ValueError as exc:
+        _error(console, str(exc))
+        return 2
+    except Exception as exc:
+        message = explain(exc, args.url)
+        if message is None:
+            raise
+        _error(console, message)
+        return 1
+    table = Table(title="since serving began", title_justify="left")
+    table.add_column("where")
+    paths = result["paths"]
+    for path in paths:
+        table.add_column(path, justify="right")
+    names = list(dict.fromkeys(name for lines in paths.values() for name, _ in lines))
+    by_path = {path: dict(lines) for path, lines in paths.items()}
+    for name in names:
+        table.add_row(name, *(f"{by_path[path].get(name, 0):,}" for path in paths))
+    console.print(table)
+    unaccounted = {path: lines["unaccounted for"] for path, lines in by_path.items() if lines["unaccounted for"]}
+    if not result["settled"]:
+        _error(console, f"not settled within {args.timeout:.0f}s: see the table, and the runners' health (/status)")
+        return 1
+    if unaccounted:
+        _error(console, f"events unaccounted for: {unaccounted}")
+        return 1
+    console.print(f"settled in {result['seconds']:.1f}s: every event read is billed or accounted for")
+    return 0
+
+
 def _check_args(args: argparse.Namespace, events: int) -> str:
+    if args.url is not None:
+        return "--url goes with 'bxb-stream local wait'"
     if args.config is not None and not args.config.is_file():
         return f"--config {args.config}: no such file"
     if events < 0:
@@ -429,7 +489,8 @@ def serve_commands(pipeline: Any, relay_url: str) -> list[str]:
         f"{exe} usage --url {relay_url} --database {db} --organization-id {pipeline.config.rules.organization_id} "
         f"--customer {customer} --code {code} --from {start} --to {end}"
     )
-    return [produce, usage]
+    wait = f"{exe} local wait --url {relay_url}"
+    return [produce, wait, usage]
 
 
 def _serve(pipeline: Any, console: Any, max_seconds: float) -> None:
@@ -438,10 +499,17 @@ def _serve(pipeline: Any, console: Any, max_seconds: float) -> None:
 
     from bxb_stream.local.relay import RelayServer
 
-    relay = RelayServer(pipeline.client, status=lambda: {p: h.to_json() for p, h in pipeline.health().items()})
+    lock = threading.Lock()  # the relay and local wait share the pipeline's ClickHouse session
+    began = {path: pipeline.counts(path) for path in pipeline.paths}
+    relay = RelayServer(
+        pipeline.client,
+        status=lambda: {p: h.to_json() for p, h in pipeline.health().items()},
+        settle=lambda timeout_s: pipeline.settle_served(timeout_s, lock, since=began),
+        lock=lock,
+    )
     relay.start()
     targets = pipeline.targets
-    produce, usage = serve_commands(pipeline, relay.url)
+    produce, wait, usage = serve_commands(pipeline, relay.url)
     health = pipeline.health()
     console.print(
         "\n[bold]serving[/bold] (Ctrl-C or SIGTERM to stop; --resume on the same --data-dir goes on from there)\n"
@@ -450,7 +518,7 @@ def _serve(pipeline: Any, console: Any, max_seconds: float) -> None:
         f"  runner health       : {relay.status_url}   " + escape("; ".join(h.line() for h in health.values()))
     )
     # Never wrapped, so that a copied line runs as printed.
-    console.print(f"  try : {produce}\n        {usage}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"  try : {produce}\n        {wait}\n        {usage}", soft_wrap=True, markup=False, highlight=False)
     hint = _activate_hint(command_prefix())
     if hint:
         console.print(hint, soft_wrap=True, markup=False, highlight=False)

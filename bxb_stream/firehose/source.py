@@ -29,6 +29,7 @@ sees what was produced before it started; a new Firehose starts at LATEST), or a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,7 +87,7 @@ def readable_shards(shards: list[ShardInfo], finished: Callable[[str], bool]) ->
 
 
 class _ShardReader:
-    __slots__ = ("ahead", "behind_ms", "info", "iterator", "ledger", "next_poll")
+    __slots__ = ("ahead", "behind_ms", "caught_up_at", "info", "iterator", "ledger", "next_poll")
 
     def __init__(self, info: ShardInfo, ledger: ShardLedger) -> None:
         self.info = info
@@ -94,6 +95,9 @@ class _ShardReader:
         self.iterator: str | None = None
         self.next_poll = 0.0
         self.behind_ms = 0  # MillisBehindLatest of its last GetRecords
+        # Wall-clock time a GetRecords was issued that then found nothing more to read: every record
+        # put before it has been read.
+        self.caught_up_at = 0.0
         self.ahead: Future[dict[str, Any]] | None = None  # the next page, being fetched for ``iterator``
 
 
@@ -166,6 +170,12 @@ class KinesisSource:
     def behind_ms(self) -> int:
         """How far the furthest-behind shard is from the tip of the stream (MillisBehindLatest)."""
         return max((r.behind_ms for r in self._readers.values()), default=0)
+
+    @property
+    def caught_up_since(self) -> float:
+        """Every record put into the stream before this wall-clock time has been read (shards that
+        ended count as caught up for ever; 0.0 until each open shard has found its tip once)."""
+        return min((r.caught_up_at for r in self._readers.values()), default=0.0 if not self._shards else math.inf)
 
     def next_poll_in(self) -> float:
         now = self.monotonic()
@@ -253,12 +263,14 @@ class KinesisSource:
     def _read_shard(self, reader: _ShardReader, out: list[Record]) -> int:
         if reader.iterator is None:
             reader.iterator = self._start_iterator(reader)
-        started = perf_counter()
+        started, issued = perf_counter(), time.time()
         response = self._next_page(reader)
         self.stats.get_records_calls += 1
         started = self.stages.lap(GET_RECORDS, started)
         records = response.get("Records", [])
         reader.behind_ms = int(response.get("MillisBehindLatest", 0))
+        if not records and not reader.behind_ms:  # (a page read ahead always has records: this one was asked now)
+            reader.caught_up_at = issued
         self._fit_limit(records)
         before = len(out)
         for raw in records:

@@ -44,7 +44,7 @@ from bxb_stream.local import settings as local_settings
 from bxb_stream.local.archiver import ProcessedArchiver
 from bxb_stream.local.aws import AwsStandIn, AwsStandInError
 from bxb_stream.local.function_url import FunctionUrlServer
-from bxb_stream.local.reconcile import Expected, PathCounts
+from bxb_stream.local.reconcile import Expected, PathCounts, account
 from bxb_stream.producer import LEGACY, Producer
 from bxb_stream.producer.synthetic import Expect, generate
 from bxb_stream.transform import Transformer, load_hooks
@@ -427,11 +427,44 @@ class LocalPipeline:
             duplicates=verdicts[t.Verdict.DUPLICATE] + in_batch_duplicates,
             conflicts=verdicts[t.Verdict.CONFLICT],
             late=ledger.pending_late(self.client, db),
+            late_rejected=verdicts[t.Verdict.REJECTED],
             dropped_in_batch=dropped,
             rejected=self._rejected(runtime),
             backed_up=sum(sum(s.backed_up.values()) for s in (*retired, current)),
             queue_failed_files=len(status.queue_files(self.client, db, "Failed")) if path == "s3" else 0,
         )
+
+    def settle_served(
+        self, timeout_s: float, lock: threading.Lock, since: dict[str, PathCounts] | None = None
+    ) -> dict[str, Any]:
+        """For ``bxb-stream local wait`` while serving: wait until every record in the stream when
+        this was called is read, delivered, landed, resolved and in usage_hourly, then account for
+        everything read since ``since`` (the counts when serving began). ``lock`` guards the
+        ClickHouse session, which the query relay shares. Bounded by ``timeout_s``."""
+        asked = time.time()
+        deadline = time.monotonic() + timeout_s
+        settled = False
+        for _ in range(int(timeout_s / 0.25) + 1):
+            self.check()
+            runners = all(
+                r.runner.source.caught_up_since >= asked and not r.runner.stats.in_flight for r in self.paths.values()
+            )
+            if runners:
+                with lock:
+                    if all(self._settled(path) for path in self.paths):
+                        settled = self._wait_usage(deadline)
+                        break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        with lock:
+            counts = {path: self.counts(path) for path in self.paths}
+        before = since or {}
+        return {
+            "settled": settled,
+            "seconds": round(time.time() - asked, 2),
+            "paths": {path: account(c, before.get(path)) for path, c in counts.items()},
+        }
 
     def wait_settled(self, on_progress: Callable[[dict[str, PathCounts]], None] | None = None) -> bool:
         """Until each path has read and settled every produced event and ClickHouse has every

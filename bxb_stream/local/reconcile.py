@@ -63,6 +63,7 @@ class PathCounts:
     rejected: dict[str, int]  # by error code (transform), and dead_letter:<code> (ingest)
     backed_up: int  # HTTP records Firehose gave up on (in S3 backup)
     queue_failed_files: int = 0  # S3 path: objects S3Queue gave up on
+    late_rejected: int = 0  # ledger: late copies an operator rejected (never billed)
 
     @property
     def redelivered(self) -> int:
@@ -101,12 +102,14 @@ def reconcile(
     """Every produced event in exactly one place, each place against the generator's count."""
     rejected_total = sum(counts.rejected.values())
     duplicates = counts.duplicates - counts.redelivered
-    accounted = counts.billed + duplicates + counts.conflicts + counts.late + rejected_total + counts.backed_up
+    accounted = counts.billed + duplicates + counts.conflicts + counts.late + counts.late_rejected
+    accounted += rejected_total + counts.backed_up
     lines = [
         Line("billed", expected.kinds[Expect.STORED.value], counts.billed),
         Line("duplicates (counted, not billed)", expected.kinds[Expect.DUPLICATE.value], duplicates),
         Line("conflicts (stored apart, not billed)", expected.kinds[Expect.CONFLICT.value], counts.conflicts),
         Line("late (set aside, not billed)", expected.kinds[Expect.LATE.value], counts.late),
+        Line("late, rejected by an operator", 0, counts.late_rejected),
     ]
     codes = sorted(set(expected.rejected) | {_code(c) for c in counts.rejected})
     measured_by_code = Counter({_code(c): n for c, n in counts.rejected.items()})
@@ -119,6 +122,34 @@ def reconcile(
         Line("unaccounted for", 0, produced - accounted),
     ]
     return Reconciliation(counts.path, produced, lines, len(usage_rows), compare_usage(expected.usage, usage_rows))
+
+
+def account(now: PathCounts, before: PathCounts | None = None) -> list[tuple[str, int]]:
+    """Where every record read since ``before`` went, with no generator to compare with (events
+    a user produced against ``--serve``): each place where an event can stop short of billing,
+    and what no place accounts for (0 once everything read is resolved)."""
+    zero = PathCounts(now.path, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {}, 0)
+    b = before or zero
+    redelivered = max(now.landed - b.landed - (now.delivered - b.delivered), 0)
+    rejected = Counter({_code(c): n for c, n in now.rejected.items()})
+    rejected.subtract({_code(c): n for c, n in b.rejected.items()})
+    places = [
+        ("billed", now.billed - b.billed),
+        ("duplicates (counted, not billed)", now.duplicates - b.duplicates - redelivered),
+        ("conflicts (stored apart, not billed)", now.conflicts - b.conflicts),
+        ("late (set aside, not billed)", now.late - b.late),
+        ("late, rejected by an operator", now.late_rejected - b.late_rejected),
+        *((f"rejected: {code}", n) for code, n in sorted(rejected.items()) if n),
+        ("backed up (HTTP failures)", now.backed_up - b.backed_up),
+    ]
+    read = now.read - b.read
+    return [
+        ("read from Kinesis", read),
+        *places,
+        ("S3Queue files failed", now.queue_failed_files - b.queue_failed_files),
+        ("landed, not yet resolved", now.unresolved),
+        ("unaccounted for", read - sum(n for _, n in places)),
+    ]
 
 
 def compare_usage(truth: dict[UsageKey, list[Any]], rows: list[tuple[Any, ...]]) -> list[str]:

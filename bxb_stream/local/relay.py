@@ -38,8 +38,17 @@ _INSERT_ARROW = re.compile(r"INSERT INTO ([A-Za-z_][A-Za-z0-9_.]*) FORMAT Arrow"
 class RelayServer(LoopbackServer):
     scheme = SCHEME
 
-    def __init__(self, client: Any, port: int = 0, status: Callable[[], Any] | None = None) -> None:
-        super().__init__(_handler(client, threading.Lock(), status), port=port)
+    def __init__(
+        self,
+        client: Any,
+        port: int = 0,
+        status: Callable[[], Any] | None = None,
+        settle: Callable[[float], Any] | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        """``settle(timeout_s)`` answers ``POST /settle`` (``bxb-stream local wait``); ``lock`` guards
+        ``client``'s one session, when the serving process uses it too."""
+        super().__init__(_handler(client, lock or threading.Lock(), status, settle), port=port)
 
     @property
     def status_url(self) -> str:
@@ -65,6 +74,14 @@ class RelayClient:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self._post("command", sql, parameters)["result"]
+
+    def settle(self, timeout_s: float) -> dict[str, Any]:
+        """Wait (in the serving process) until what is in the stream now is billed or accounted for."""
+        saved, self._timeout = self._timeout, timeout_s + 60
+        try:
+            return self._post("settle", "", None, {"timeout_s": timeout_s})
+        finally:
+            self._timeout = saved
 
     def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, Any] | None = None) -> int:
         """Insert a pyarrow Table into ``table`` (as clickhouse-connect's ``insert_arrow``); returns its rows."""
@@ -126,7 +143,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    client: Any, lock: threading.Lock, status: Callable[[], Any] | None, settle: Callable[[float], Any] | None
+) -> type[BaseHTTPRequestHandler]:
     class Relay(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/status" and status is not None:
@@ -152,6 +171,8 @@ def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None
                 elif self.path == "/command":
                     with lock:
                         payload = {"result": _jsonable(client.command(sql, parameters=parameters))}
+                elif self.path == "/settle" and settle is not None:
+                    payload = settle(float(request.get("timeout_s", 300)))
                 elif self.path == "/insert":
                     payload = {"result": _insert_arrow(client, lock, sql, request)}
                 else:

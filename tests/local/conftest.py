@@ -61,7 +61,8 @@ class Served:
             "databases": re.search(r"databases (.+)", text).group(1).strip(),
             "status": re.search(r"runner health\s+: (\S+)", text).group(1),
             "produce": lines[try_at].split("try :", 1)[1].strip(),
-            "usage": lines[try_at + 1].strip(),
+            "wait": lines[try_at + 1].strip(),
+            "usage": lines[try_at + 2].strip(),
         }
         return self
 

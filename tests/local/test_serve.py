@@ -16,6 +16,7 @@ import pytest
 
 from bxb_stream.cli import local as cli_local
 from bxb_stream.cli import main
+from bxb_stream.local.relay import RelayClient
 from bxb_stream.producer.synthetic import Expect, generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +127,64 @@ def test_concurrent_producers_lose_nothing(serve: Any, events_kit: Any, tmp_path
                 break
     assert in_stream == 15_000  # each record once: none overwritten
     events_kit.wait_usage(server, truth)
+
+
+def _table(output: str) -> dict[str, list[int]]:
+    """The rows of ``local wait``'s table: category -> one count per path."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) >= 2 and all(c.replace(",", "").lstrip("-").isdigit() for c in cells[1:]):
+            rows[cells[0]] = [int(c.replace(",", "")) for c in cells[1:]]
+    return rows
+
+
+@pytest.mark.slow
+def test_wait_accounts_for_every_event_produced_against_serve(serve: Any) -> None:
+    """Events produced while serving (no warm-up): ``local wait`` returns once each is billed or
+    stopped short of billing in a counted place, per path, and usage_hourly already has the billed."""
+    server = serve()
+    shares = ["--duplicate-share", "0.05", "--invalid-share", "0.03", "--late-share", "0.02", "--no-validate"]
+    produced = server.run(f"{server.banner['produce']} {' '.join(shares)} --quiet")
+    assert produced.returncode == 0, produced.stdout + produced.stderr
+    waited = server.run(server.banner["wait"], timeout=300)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "settled in" in waited.stdout
+    kinds = Counter(
+        e.kind
+        for _, e in generate(
+            cli_local.EXAMPLE_EVENTS,
+            seed=cli_local.EXAMPLE_SEED,
+            customers=cli_local.EXAMPLE_CUSTOMERS,
+            duplicate_share=0.05,
+            invalid_share=0.03,
+            late_share=0.02,
+        )
+    )
+    assert kinds[Expect.DUPLICATE] and kinds[Expect.INVALID] and kinds[Expect.LATE]  # each place is exercised
+    table = _table(waited.stdout)
+    paths = len(server.databases)
+    assert table["read from Kinesis"] == [cli_local.EXAMPLE_EVENTS] * paths
+    assert table["billed"] == [kinds[Expect.STORED]] * paths
+    assert table["duplicates (counted, not billed)"] == [kinds[Expect.DUPLICATE]] * paths
+    assert table["late (set aside, not billed)"] == [kinds[Expect.LATE]] * paths
+    rejected = [sum(n[i] for name, n in table.items() if name.startswith("rejected: ")) for i in range(paths)]
+    assert rejected == [kinds[Expect.INVALID]] * paths
+    assert table["unaccounted for"] == [0] * paths and table["landed, not yet resolved"] == [0] * paths
+    relay = RelayClient(server.banner["relay"])
+    for database in server.databases:  # wait returned once usage_hourly has every billed event
+        total = relay.query(f"SELECT sum(event_count) FROM {database}.usage_hourly").result_rows[0][0]
+        assert total == kinds[Expect.STORED]
+
+
+def test_wait_mistakes_are_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["local", "wait"]) == 2
+    assert "local wait needs --url" in capsys.readouterr().out
+    assert main(["local", "wait", "--url", "local+http://127.0.0.1:9"]) == 1  # nothing listens on port 9
+    out = capsys.readouterr().out
+    assert "connection refused" in out and "Traceback" not in out and len(out.strip().splitlines()) == 1
+    assert main(["local", "--url", "local+http://127.0.0.1:9"]) == 2
+    assert "--url goes with" in capsys.readouterr().out
 
 
 @pytest.mark.slow
