@@ -20,6 +20,9 @@ ONDEMAND_BILLING_UNIT = KIB
 FIREHOSE_BILLING_UNIT = 5 * KIB
 KPL_RECORD_OVERHEAD = 4 + 16  # magic number + MD5 trailer of an aggregated record
 EXTENDED_RETENTION_LIMIT_HOURS = 168
+# An idempotency item: organization_id + transaction_id (~60 B), a TTL attribute and the attribute
+# names (~40 B), plus the 100 B DynamoDB adds to every item for storage billing.
+IDEMPOTENCY_ITEM_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Plan:
     lambda_use: tuple[LambdaUse, ...]
     s3: Section
     latency: tuple[PathLatency, ...]
+    idempotency_table: Section
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -582,6 +586,28 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
 # --- Whole plan ------------------------------------------------------------------------------------------
 
 
+def plan_idempotency_table(workload: Workload, prices: PriceSheet, window_days: int) -> Section:
+    """The design not built: one conditional PutItem per event into a DynamoDB table that keeps each
+    (organization_id, transaction_id) for the dedup window (TTL deletes are free). Priced to show why
+    the dedup lives in ClickHouse, which already holds every event."""
+    writes = workload.events_per_sec * SECONDS_PER_MONTH
+    stored_gb = workload.events_per_sec * window_days * 86_400 * IDEMPOTENCY_ITEM_BYTES / GIB
+    return Section(
+        "dynamodb idempotency table (not built)",
+        (
+            _line(
+                prices,
+                "conditional writes, on-demand",
+                writes,
+                "write request unit",
+                "dynamodb.ondemand.write_request_units_per_million",
+                per=1e6,
+            ),
+            _line(prices, f"keys kept {window_days} days", stored_gb, "GB-month", "dynamodb.storage_gb_month"),
+        ),
+    )
+
+
 def plan(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Plan:
     kinesis = plan_kinesis(workload, prices)
     uses = lambda_usage(workload, pipeline)
@@ -609,5 +635,6 @@ def plan(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Plan:
         lambda_use=uses,
         s3=plan_s3(workload, pipeline, prices),
         latency=plan_latency(workload, pipeline, kinesis),
+        idempotency_table=plan_idempotency_table(workload, prices, pipeline.dedup_window_days),
         notes=tuple(notes),
     )

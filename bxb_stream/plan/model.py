@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.plan.errors import PlanError
 
@@ -30,6 +31,7 @@ PATHS_OF_DELIVERY = {"s3": ("s3",), "http": ("http",), "both": PATHS}
 
 # What deploys when nothing is configured: the CDK app's own defaults.
 DEPLOYED = PipelineConfig()
+DEDUP_WINDOW_DAYS = next(f.default for f in fields(ClickHouseSettings) if f.name == "dedup_window_days")
 
 # Benchmark defaults. They stand for the figures bench/transform.py and bench/http_ingest.py measure;
 # pass --transform-rps / --ingest-rps with your own measurement.
@@ -108,7 +110,7 @@ class Pipeline:
     s3queue_poll_min_ms: int = 1_000
     s3queue_poll_max_ms: int = 10_000
     s3queue_poll_backoff_ms: int = 1_000
-    active_partitions: int = 2  # S3 prefixes written per buffer interval: on-time + late for one organization
+    active_partitions: int = 2  # S3 prefixes written per buffer interval: this hour + older arrivals, one organization
     parquet_ratio: float = 0.15  # Parquet (Snappy) bytes per raw JSON byte; measure yours
     # Days of data the archive holds when its storage is costed. It is a horizon, not an expiry:
     # the billing archive is kept forever unless expiration_days says otherwise.
@@ -124,6 +126,7 @@ class Pipeline:
     lambda_overhead_ms: float = 10.0  # per-invocation fixed cost (decode, response), beyond per-record work
     kinesis_poll_seconds: float = 1.0  # Firehose reads each shard about once a second
     delivery_seconds: float = 2.0  # Firehose write to S3 / HTTP round trip, assumed
+    dedup_window_days: int = DEDUP_WINDOW_DAYS  # for the idempotency-table comparison only
 
     def __post_init__(self) -> None:
         _in_range("--processor-buffer-seconds", self.processor_buffer_seconds, 0, 900)

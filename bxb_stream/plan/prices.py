@@ -49,6 +49,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "s3.transition_ia_per_1000",
     "s3.transition_glacier_instant_per_1000",
     "s3.transition_glacier_flexible_per_1000",
+    "dynamodb.ondemand.write_request_units_per_million",
+    "dynamodb.storage_gb_month",
 )
 TIERED_KEYS = frozenset({"firehose.ingest_gb"})
 

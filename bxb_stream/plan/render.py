@@ -131,6 +131,11 @@ def to_dict(p: Plan, without: Plan, with_: Plan) -> dict[str, Any]:
             ],
         },
         "s3": _section(p.s3),
+        "idempotency_table": {
+            "section": _section(p.idempotency_table),
+            "window_days": p.pipeline.dedup_window_days,
+            "times_pipeline": round(p.idempotency_table.total / p.total(), 2),
+        },
         "latency": {
             lat.path: {
                 "p50_s": round(lat.p50_s, 3),
@@ -231,6 +236,12 @@ def render_table(report: dict[str, Any], console: Console) -> None:
         f"(provisioned ${total['provisioned_usd']:,.2f}, on-demand ${total['on_demand_usd']:,.2f})"
     )
     console.print(report["comparison"])
+    idem = report["idempotency_table"]
+    console.print(
+        f"Dedup without ClickHouse: a DynamoDB idempotency table (one conditional write per event, keys kept "
+        f"{idem['window_days']} days) would cost ${idem['section']['total_usd']:,.2f}/month, "
+        f"{idem['times_pipeline']:g}x this whole pipeline; the resolver in ClickHouse adds no AWS cost."
+    )
     console.print(report["aggregation"]["summary"])
     for note in report["notes"]:
         console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)

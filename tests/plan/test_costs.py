@@ -125,3 +125,16 @@ def test_lambda_throughput_follows_memory(prices: PriceSheet) -> None:
     assert lat_512 - overhead_s == pytest.approx(2 * (lat_1024 - overhead_s))  # half the CPU: twice as long
     assert lat_3538 - overhead_s == pytest.approx((lat_1024 - overhead_s) * 1024 / 1769)  # capped at one vCPU
     assert gbs_512 < gbs_1024 < gbs_3538  # only the fixed per-invocation overhead scales with memory below 1769
+
+
+def test_a_dynamodb_idempotency_table_would_cost_more_than_the_whole_pipeline(prices: PriceSheet) -> None:
+    """The design not built, priced from the sheet: one conditional write per event, keys kept for
+    the dedup window. At the seed's 10k events/s it costs more than everything the pipeline runs."""
+    p = plan(SEED, Pipeline(), prices)
+    writes, storage = p.idempotency_table.lines
+    assert writes.quantity == pytest.approx(10_000 * 2_628_000)  # every event, every second of a month
+    assert writes.usd == pytest.approx(10_000 * 2_628_000 / 1e6 * 0.625)
+    assert storage.quantity == pytest.approx(10_000 * 35 * 86_400 * 200 / 2**30)  # 35 days of 200 B items
+    assert p.idempotency_table.total > p.total()
+    shorter = plan(SEED, Pipeline(dedup_window_days=7), prices).idempotency_table
+    assert shorter.lines[1].quantity == pytest.approx(storage.quantity / 5)

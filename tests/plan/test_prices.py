@@ -18,7 +18,7 @@ def test_bundled_sheet_has_every_price_with_source_and_date(price_doc: dict[str,
     assert set(REQUIRED_KEYS) <= set(price_doc["prices"])
     for key, entry in price_doc["prices"].items():
         assert entry["source"].startswith("https://aws.amazon.com/"), key
-        assert entry["read_on"] == price_doc["read_on"], key
+        assert entry["read_on"] >= price_doc["read_on"], key  # the sheet's date is its oldest reading
 
 
 def test_missing_key_is_named(write_prices: Callable[..., Path]) -> None:
