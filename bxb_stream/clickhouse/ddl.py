@@ -249,28 +249,24 @@ AS WITH
         FROM {raw}
         WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND mark > wm AND mark <= upto
     ),
-    -- Copies of transactions that come more than once in this run: which came first, per
-    -- transaction and per payload (a repeat of any stored payload is a duplicate, not a conflict).
+    -- Transactions that come more than once in this run, with each copy's position: which came
+    -- first, per transaction and per payload (a repeat of any stored payload is a duplicate, not a
+    -- conflict). Grouped and joined by key hash (a number, not two strings); the transaction
+    -- itself is matched below, so a hash collision never mixes two transactions.
     repeats AS (
-        SELECT organization_id, transaction_id, hash, (block, arrived_at, mark) AS position
+        SELECT key_hash, groupArray((organization_id, transaction_id, hash, (block, arrived_at, mark))) AS copies
         FROM fresh
         WHERE key_hash IN (SELECT key_hash FROM fresh GROUP BY key_hash HAVING count() > 1)
+        GROUP BY key_hash
     ),
-    first_copy AS (
-        SELECT organization_id, transaction_id, min(position) AS first FROM repeats GROUP BY ALL
-    ),
-    first_variant AS (
-        SELECT organization_id, transaction_id, hash, min(position) AS first FROM repeats GROUP BY ALL
-    ),
+    -- Copies resolved in earlier runs, within the dedup window.
     prior AS (
-        SELECT organization_id, transaction_id,
-            countIf(verdict IN ({kept})) > 0 AS has_kept,
-            groupUniqArray(payload_hash) AS hashes,
-            groupArray(landing_mark) AS marks
+        SELECT key_hash,
+            groupArray((organization_id, transaction_id, verdict IN ({kept}), payload_hash, landing_mark)) AS copies
         FROM {ledger}
         WHERE key_hash IN (SELECT key_hash FROM fresh)
             AND resolved_at >= now64(3) - INTERVAL {s.dedup_window_days} DAY
-        GROUP BY organization_id, transaction_id
+        GROUP BY key_hash
     ),
     closes AS (
         SELECT organization_id, max(until) AS closed_until FROM {db}.{t.PERIOD_CLOSES} GROUP BY organization_id
@@ -298,22 +294,30 @@ AS WITH
 SELECT {event_cols}, inserted_at, source, landing_mark, payload_hash, {KEY_HASH} AS key_hash, verdict, reason,
     now64(3) AS resolved_at, decided_by, note
 FROM (
+    SELECT {event_cols}, inserted_at, source, landing_mark, payload_hash, verdict, reason, decided_by, note
+    FROM (
     SELECT {_names(t.EVENT_COLUMNS, "f")}, f.inserted_at AS inserted_at, f.source AS source,
         f.mark AS landing_mark, f.hash AS payload_hash,
-        multiIf(has(p.hashes, f.hash) OR (v.first.1 != 0 AND (f.block, f.arrived_at, f.mark) != v.first), 'duplicate',
-                p.has_kept OR (r.first.1 != 0 AND (f.block, f.arrived_at, f.mark) != r.first), 'conflict',
+        (f.block, f.arrived_at, f.mark) AS position,
+        arrayFilter(x -> x.1 = f.organization_id AND x.2 = f.transaction_id, r.copies) AS here,
+        arrayFilter(x -> x.1 = f.organization_id AND x.2 = f.transaction_id, p.copies) AS before,
+        -- (here holds this copy too whenever it is not empty)
+        arrayMin(arrayMap(x -> x.4, here)) AS first_copy,
+        arrayMin(arrayMap(x -> x.4, arrayFilter(x -> x.3 = f.hash, here))) AS first_of_payload,
+        multiIf(arrayExists(x -> x.4 = f.hash, before) OR (notEmpty(here) AND position != first_of_payload),
+                    'duplicate',
+                arrayExists(x -> x.3, before) OR (notEmpty(here) AND position != first_copy), 'conflict',
                 f.timestamp < c.closed_until, 'late',
                 f.timestamp < f.arrived_at - INTERVAL {s.grace_days} DAY, 'late',
                 'billed') AS verdict,
         multiIf(verdict != 'late', '', f.timestamp < c.closed_until, 'period_closed', 'grace_exceeded') AS reason,
         '' AS decided_by, '' AS note
     FROM fresh AS f
-    LEFT JOIN first_copy AS r ON f.organization_id = r.organization_id AND f.transaction_id = r.transaction_id
-    LEFT JOIN first_variant AS v
-        ON f.organization_id = v.organization_id AND f.transaction_id = v.transaction_id AND f.hash = v.hash
-    LEFT JOIN prior AS p ON f.organization_id = p.organization_id AND f.transaction_id = p.transaction_id
+    LEFT JOIN repeats AS r ON f.key_hash = r.key_hash
+    LEFT JOIN prior AS p ON f.key_hash = p.key_hash
     LEFT JOIN closes AS c ON f.organization_id = c.organization_id
-    WHERE NOT has(p.marks, f.mark)
+    WHERE NOT arrayExists(x -> x.5 = f.mark, before)
+    )
     UNION ALL
     SELECT {_names(t.EVENT_COLUMNS, "d")}, d.late_inserted_at AS inserted_at, d.late_source AS source,
         wm AS landing_mark, d.payload_hash AS payload_hash,
