@@ -25,7 +25,7 @@ from stacks.nag import acknowledge, logical_id
 from stacks.storage import EventsTable
 
 TRANSFORM_RETRIES = 3
-# Firehose A writes Parquet under each stream partition (events/, late/) and its error output under errors/.
+# Firehose A writes Parquet under events/<organization>/<date>/<hour>/ and its error output under errors/.
 PARQUET_WRITE_PREFIXES: tuple[str, ...] = (*PARQUET_PREFIXES, ERRORS_PREFIX)
 
 

@@ -27,7 +27,7 @@ GLACIER_CLASSES = {
 
 def archive_lifecycle(config: S3PathConfig) -> list[s3.LifecycleRule]:
     """Under archive/ only: Standard -> Infrequent Access -> Glacier (and expiry, if set). Objects still
-    waiting under events/, late/, errors/ or http-backup/ stay in Standard, readable at once by S3Queue or
+    waiting under events/, errors/ or http-backup/ stay in Standard, readable at once by S3Queue or
     a redrive. Bucket-wide: old versions and stray multipart uploads expire."""
     return [
         s3.LifecycleRule(
@@ -187,7 +187,7 @@ class ClickHouseReadRole(Construct):
             self,
             "Role",
             assumed_by=clickhouse_principal(config),
-            description="ClickHouse S3Queue: reads bxb-stream Parquet (events/, late/) and moves it to archive/",
+            description="ClickHouse S3Queue: reads bxb-stream Parquet (events/) and moves it to archive/",
             max_session_duration=Duration.hours(1),
         )
         self.policy = iam.Policy(
