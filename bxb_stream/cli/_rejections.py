@@ -24,6 +24,29 @@ def when(text: str) -> datetime:
     return utc_time(text)
 
 
+def add_error_output_arguments(parser: Any, config_help: str) -> None:
+    """The options that say which error and backup objects to read: bucket, where, when, which prefixes."""
+    from bxb_stream.error_output import PROJECT_PREFIXES
+
+    parser.add_argument("--bucket", required=True, help="the pipeline's bucket (the archive bucket)")
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1)")
+    parser.add_argument(
+        "--since", type=when, help="records that arrived at or after this: ISO-8601 or an age (90m, 24h, 7d)"
+    )
+    parser.add_argument(
+        "--until", type=when, help="records that arrived before this: ISO-8601 or an age (90m, 24h, 7d)"
+    )
+    parser.add_argument(
+        "--prefix",
+        action="append",
+        dest="prefixes",
+        metavar="PREFIX",
+        help="an error or backup prefix as configured on a delivery stream, expressions and all (repeatable; "
+        f"default the project's: {', '.join(PROJECT_PREFIXES)})",
+    )
+    parser.add_argument("--config", type=Path, help=f"cdk.json {config_help} (default ./cdk.json if present)")
+
+
 def pipeline_config(path: Path | None) -> Any:
     """The given cdk.json's PipelineConfig, ./cdk.json's if present, else the defaults."""
     import json

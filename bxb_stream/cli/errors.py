@@ -13,42 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from bxb_stream.cli._failures import UserError
-from bxb_stream.cli._rejections import codes_json, event_rules, print_codes, when
+from bxb_stream.cli._rejections import add_error_output_arguments, codes_json, event_rules, print_codes, when
 
 __all__ = ["register", "run", "when"]
 
 
 def register(subparsers: Any) -> None:
-    from bxb_stream.error_output import PROJECT_PREFIXES
 
     p = subparsers.add_parser(
         "errors", help="list the records the pipeline rejected, by error code", description=__doc__
     )
-    p.add_argument("--bucket", required=True, help="the pipeline's bucket (the archive bucket)")
+    add_error_output_arguments(p, "whose event rules explain transform rejections")
     p.add_argument("--endpoint-url", help="S3 endpoint (moto, LocalStack); default AWS_ENDPOINT_URL, else AWS")
-    p.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1)")
-    p.add_argument(
-        "--since", type=when, help="records that arrived at or after this: ISO-8601 or an age (90m, 24h, 7d)"
-    )
-    p.add_argument("--until", type=when, help="records that arrived before this: ISO-8601 or an age (90m, 24h, 7d)")
-    p.add_argument(
-        "--prefix",
-        action="append",
-        dest="prefixes",
-        metavar="PREFIX",
-        help="an error or backup prefix as configured on a delivery stream, expressions and all (repeatable; "
-        f"default the project's: {', '.join(PROJECT_PREFIXES)})",
-    )
     p.add_argument("--samples", type=int, default=3, help="decoded samples per error code (default 3)")
-    p.add_argument(
-        "--config",
-        type=Path,
-        help="cdk.json whose event rules explain transform rejections (default ./cdk.json if present)",
-    )
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     p.set_defaults(func=run)
 

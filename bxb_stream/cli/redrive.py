@@ -21,46 +21,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from bxb_stream.cli._failures import UserError
 from bxb_stream.cli._progress import ProgressBar
-from bxb_stream.cli._rejections import codes_json, event_rules, print_codes, shorten, when
+from bxb_stream.cli._rejections import add_error_output_arguments, codes_json, event_rules, print_codes, shorten
 
 KEPT_LISTED = 10  # objects left in place named in the text report
 
 
 def register(subparsers: Any) -> None:
-    from bxb_stream.error_output import PROJECT_PREFIXES
-
     p = subparsers.add_parser(
         "redrive", help="re-submit rejected records to the stream, then move their objects to redriven/",
         description=__doc__,
     )  # fmt: skip
-    p.add_argument("--bucket", required=True, help="the pipeline's bucket (the archive bucket)")
+    add_error_output_arguments(p, "whose event rules the producer checks with")
     p.add_argument("--stream", help="the Kinesis stream to put the records to (name or ARN; not needed with --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="read, group and check; send and move nothing")
     p.add_argument(
         "--endpoint-url", help="S3 and Kinesis endpoint (moto, LocalStack); default AWS_ENDPOINT_URL, else AWS"
-    )
-    p.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1)")
-    p.add_argument(
-        "--since", type=when, help="records that arrived at or after this: ISO-8601 or an age (90m, 24h, 7d)"
-    )
-    p.add_argument("--until", type=when, help="records that arrived before this: ISO-8601 or an age (90m, 24h, 7d)")
-    p.add_argument(
-        "--prefix",
-        action="append",
-        dest="prefixes",
-        metavar="PREFIX",
-        help="an error or backup prefix as configured on a delivery stream, expressions and all (repeatable; "
-        f"default the project's: {', '.join(PROJECT_PREFIXES)})",
-    )
-    p.add_argument(
-        "--config",
-        type=Path,
-        help="cdk.json whose event rules the producer checks with (default ./cdk.json if present)",
     )
     p.add_argument(
         "--split-refused",
