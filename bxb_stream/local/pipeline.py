@@ -385,8 +385,9 @@ class LocalPipeline:
             linger_ms=100,
         )
         started = time.monotonic()
-        produced.first_put = time.time()
+        produced.first_put = produced.first_put or time.time()  # a second wave goes on from the first
         put_ms = produced.put_ms
+        put = 0
         for i, (event, expect) in enumerate(workload if workload is not None else self.prepare()):
             if opts.rate:
                 ahead = i / opts.rate - (time.monotonic() - started)
@@ -395,8 +396,9 @@ class LocalPipeline:
             producer.put(event)
             if expect.kind is Expect.STORED:
                 put_ms[expect.transaction_id] = int(time.time() * 1000)
-            if on_progress is not None and i % 1000 == 999:
-                on_progress(i + 1)
+            put = i + 1
+            if on_progress is not None and put % 1000 == 0:
+                on_progress(put)
         failures = producer.close()
         produced.last_put = time.time()
         stats = producer.stats
@@ -404,7 +406,7 @@ class LocalPipeline:
         produced.failures += len(failures)
         produced.records += stats.records
         if on_progress is not None:
-            on_progress(produced.events)
+            on_progress(put)  # this wave's events, as during the loop
         return produced
 
     # ------------------------------------------------------------------ waiting

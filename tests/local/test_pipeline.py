@@ -83,9 +83,13 @@ def test_both_paths_reconcile_exactly(make_pipeline):
     )
     first_wave, resends = pipeline.resends(pipeline.prepare())
     pipeline.produce(first_wave)
+    first_put = pipeline.produced.first_put
     assert pipeline.wait_settled()  # the resends come once the originals are stored, as a client's would
-    produced = pipeline.produce(resends)
+    progress: list[int] = []
+    produced = pipeline.produce(resends, on_progress=progress.append)
     assert produced.events == 3_000 and produced.failures == 0
+    assert progress[-1] == len(resends)  # each wave reports its own events (the CLI adds the first wave)
+    assert produced.first_put == first_put  # end-to-end times count from the first wave's first put
     assert produced.records < 150  # KPL aggregation: many events per Kinesis record
     assert pipeline.wait_settled()
     results = reconciled(pipeline)
