@@ -151,8 +151,6 @@ def run(args: argparse.Namespace) -> int:
 def _wait(args: argparse.Namespace, console: Any) -> int:
     """``local wait``: the serving process waits, then says where every event read since it began
     serving went; exit 0 only when all of it is settled and accounted for."""
-    from rich.table import Table
-
     from bxb_stream.cli._failures import explain
     from bxb_stream.local.relay import RelayClient
 
@@ -172,16 +170,7 @@ def _wait(args: argparse.Namespace, console: Any) -> int:
             raise
         _error(console, message)
         return 1
-    table = Table(title="since serving began", title_justify="left")
-    table.add_column("where")
-    paths = result["paths"]
-    for path in paths:
-        table.add_column(path, justify="right")
-    names = list(dict.fromkeys(name for lines in paths.values() for name, _ in lines))
-    by_path = {path: dict(lines) for path, lines in paths.items()}
-    for name in names:
-        table.add_row(name, *(f"{by_path[path].get(name, 0):,}" for path in paths))
-    console.print(table)
+    by_path = _print_account(console, result["paths"])
     unaccounted = {path: lines["unaccounted for"] for path, lines in by_path.items() if lines["unaccounted for"]}
     if not result["settled"]:
         _error(console, f"not settled within {args.timeout:.0f}s: see the table, and the runners' health (/status)")
@@ -191,6 +180,21 @@ def _wait(args: argparse.Namespace, console: Any) -> int:
         return 1
     console.print(f"settled in {result['seconds']:.1f}s: every event read is billed or accounted for")
     return 0
+
+
+def _print_account(console: Any, paths: dict[str, list[tuple[str, int]]]) -> dict[str, dict[str, int]]:
+    """Where the events read since serving began went, one column per path (``reconcile.account``)."""
+    from rich.table import Table
+
+    table = Table(title="since serving began", title_justify="left")
+    table.add_column("where")
+    for path in paths:
+        table.add_column(path, justify="right")
+    by_path = {path: dict(lines) for path, lines in paths.items()}
+    for name in dict.fromkeys(name for lines in paths.values() for name, _ in lines):
+        table.add_row(name, *(f"{by_path[path].get(name, 0):,}" for path in paths))
+    console.print(table)
+    return by_path
 
 
 def _check_args(args: argparse.Namespace, events: int) -> str:
