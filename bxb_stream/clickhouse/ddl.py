@@ -460,11 +460,16 @@ def _resolver(s: ClickHouseSettings, ev: Events) -> str:
     )
     # Replicated: re-read the last replica_lookback_blocks blocks below the watermark too (rows that
     # became visible out of block order); the mark anti-join below skips those already resolved.
-    since, since_block, lookback = "wm", "toUInt64(bitShiftRight(wm, 64))", ""
+    # A replicated table's first block is number 0 (mark 0): until the ledger has a row, take it too.
+    since, since_block, lookback, above = "mark > wm", "toUInt64(bitShiftRight(wm, 64))", "", "mark > wm"
     if _replicated(s):
-        since, since_block = "since", "toUInt64(bitShiftRight(since, 64))"
+        since, since_block = "mark >= since", "toUInt64(bitShiftRight(since, 64))"
         back = f"bitShiftLeft(toUInt128({s.replica_lookback_blocks}), 64)"
-        lookback = f"\n    if(wm > {back}, wm - {back}, toUInt128(0)) AS since,"
+        lookback = (
+            f"\n    (SELECT count() = 0 FROM {ledger}) AS unstarted,"
+            f"\n    if(wm > {back}, wm - {back}, toUInt128(0)) AS since,"
+        )
+        above = "(mark > wm OR unstarted)"
     return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{t.RESOLVER}
 REFRESH EVERY {s.refresh_seconds} SECOND APPEND TO {ledger}
 AS WITH
@@ -472,13 +477,13 @@ AS WITH
     -- This run resolves the landed rows in (wm, upto]: the next resolve_batch_rows marks.
     (SELECT max(mark) FROM (
         SELECT {MARK} AS mark FROM {raw}
-        WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND mark > wm
+        WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND {above}
         ORDER BY mark LIMIT {s.resolve_batch_rows})) AS upto,
     fresh AS (
         SELECT {event_cols}, inserted_at, source, {MARK} AS mark, _block_number AS block, {ev.payload_hash} AS hash,
             {KEY_HASH} AS key_hash
         FROM {raw}
-        WHERE {PART_MAX_BLOCK} >= {since_block} AND mark > {since} AND mark <= upto
+        WHERE {PART_MAX_BLOCK} >= {since_block} AND {since} AND mark <= upto
     ),
     -- Copies of transactions that come more than once in this run: which came first, per
     -- transaction and per payload (a repeat of any stored payload is a duplicate, not a conflict).

@@ -88,7 +88,9 @@ def test_cluster_replicates_shards_by_transaction_and_splits_the_queue():
     # One block sequence per shard, and a re-read window below the watermark.
     raw = sql.split(f"TABLE IF NOT EXISTS bxb.{t.EVENTS_RAW} (")[1].split(";\n")[0]
     assert "PARTITION BY tuple()" in raw
-    assert "mark > since AND mark <= upto" in sql and "toUInt128(10000), 64)" in sql
+    assert (
+        "mark >= since AND mark <= upto" in sql and "(mark > wm OR unstarted)" in sql and "toUInt128(10000), 64)" in sql
+    )
     # One keeper path for every replica (no macro in it), threads and buckets as the docs advise.
     assert "keeper_path = '/clickhouse/bxb/s3queue/bxb/events_queue'" in sql
     assert "processing_threads_num = 3" in sql and "buckets = 12" in sql
@@ -125,3 +127,17 @@ def test_deployment_comes_from_the_environment():
     env = {"BXB_CLICKHOUSE_BUCKET_URL": BUCKET, "BXB_CLICKHOUSE_DEPLOYMENT": "cluster"}
     s = ClickHouseSettings.from_env(env, named_collection="nc", cluster_name="c1")
     assert s.deployment is Deployment.CLUSTER and s.cluster_name == "c1"
+
+
+def test_the_cli_renders_each_deployment_and_names_a_bad_one(capsys):
+    from bxb_stream.cli import main
+
+    base = ["clickhouse", "ddl", "--bucket-url", BUCKET, "--role-arn", ROLE]
+    assert main([*base, "--deployment", "cluster", "--cluster-name", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "ON CLUSTER prod ENGINE = Replicated(" in out and "Distributed(prod, bxb, events_raw" in out
+    assert main([*base, "--deployment", "cloud"]) == 0
+    assert "ReplicatedMergeTree" not in capsys.readouterr().out
+    assert main([*base, "--deployment", "cluster"]) == 2
+    err = capsys.readouterr().err
+    assert "cluster_name" in err and "Traceback" not in err
