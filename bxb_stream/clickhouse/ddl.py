@@ -449,7 +449,9 @@ def _usage_hourly(s: ClickHouseSettings) -> str:
     )
 
 
-def _resolver(s: ClickHouseSettings, ev: Events) -> str:
+def _resolver(s: ClickHouseSettings, ev: Events | None = None) -> str:
+    """The resolver's SQL, by default for today's schema (what runs once every migration applied)."""
+    ev = ev or Events.at(schema.SCHEMA_VERSION)
     db = s.database
     ledger, raw = f"{db}.{t.LEDGER}", f"{db}.{t.EVENTS_RAW}"
     kept = ", ".join(f"'{v}'" for v in t.KEPT)
