@@ -69,8 +69,10 @@ Deployments (``ClickHouseSettings.deployment``):
   transaction lands on one shard and the dedup stays local. The S3Queue table exists on every
   replica with one keeper path, so the replicas split the files, and its view writes to
   ``events_raw_all``; the HTTP ingest must insert into ``events_raw_all`` too.
-  billing_period_closes is replicated to every replica of every shard (one Keeper path without
-  ``{shard}``): a close applies to all of an organization's transactions.
+  A close is stored on the shard of the node that took it; each resolver reads
+  ``billing_period_closes_all``, so a close applies to every shard. ``schema_migrations`` is
+  replicated within one shard: run ``apply`` against one shard's nodes. No table names an
+  explicit Keeper path (a Replicated database refuses them by default since 24.9).
 - ``cloud``: ClickHouse Cloud. Plain engine names (Cloud makes every MergeTree a
   SharedMergeTree, and its Shared database coordinates refreshable views), no ON CLUSTER, no
   sharding, IAM-role credentials only.
@@ -206,7 +208,9 @@ def migrations(
                 _period_closes(s),
                 _late_decisions(s, v1),
                 _usage_hourly(s),
-                *_distributed(s, (t.EVENTS_RAW, t.LEDGER, t.DEAD_LETTER, t.LATE_DECISIONS, t.USAGE_HOURLY)),
+                *_distributed(
+                    s, (t.EVENTS_RAW, t.LEDGER, t.DEAD_LETTER, t.LATE_DECISIONS, t.USAGE_HOURLY, t.PERIOD_CLOSES)
+                ),
             ),
         ),
         Migration(
@@ -304,6 +308,8 @@ def create_database(s: ClickHouseSettings) -> str:
 
 def migrations_table(s: ClickHouseSettings) -> str:
     """Where ``migrations.apply`` records what ran (replicated with the database in a cluster)."""
+    # Cluster: replicated within the shard of the node apply runs on (run apply against one shard;
+    # the database replicates the DDL itself to every shard).
     return (
         f"CREATE TABLE IF NOT EXISTS {s.database}.{t.MIGRATIONS} (version UInt32, name String, checksum String, "
         f"applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = {_engine(s, 'ReplacingMergeTree(applied_at)')} "
@@ -417,10 +423,6 @@ def _dead_letter(s: ClickHouseSettings) -> str:
 
 def _period_closes(s: ClickHouseSettings) -> str:
     engine = _engine(s, "MergeTree")
-    if s.deployment is Deployment.CLUSTER:
-        # One Keeper path for every shard: each shard's resolver must see every close.
-        path = quote(f"/clickhouse/bxb/tables/{s.database}/{t.PERIOD_CLOSES}")
-        engine = f"ReplicatedMergeTree({path}, '{{shard}}-{{replica}}')"
     return (
         f"CREATE TABLE IF NOT EXISTS {s.database}.{t.PERIOD_CLOSES} (\n{_columns(t.PERIOD_CLOSE_COLUMN_TYPES)}\n)\n"
         f"ENGINE = {engine}\nORDER BY (organization_id, closed_at)"
@@ -453,6 +455,8 @@ def _resolver(s: ClickHouseSettings, ev: Events | None = None) -> str:
     """The resolver's SQL, by default for today's schema (what runs once every migration applied)."""
     ev = ev or Events.at(schema.SCHEMA_VERSION)
     db = s.database
+    # Cluster: a close is stored on one shard and applies to all, so every shard reads them all.
+    closes = t.PERIOD_CLOSES + (DISTRIBUTED_SUFFIX if s.deployment is Deployment.CLUSTER else "")
     ledger, raw = f"{db}.{t.LEDGER}", f"{db}.{t.EVENTS_RAW}"
     kept = ", ".join(f"'{v}'" for v in t.KEPT)
     decided = ", ".join(f"'{v}'" for v in t.DECIDED)
@@ -511,7 +515,7 @@ AS WITH
         GROUP BY organization_id, transaction_id
     ),
     closes AS (
-        SELECT organization_id, max(until) AS closed_until FROM {db}.{t.PERIOD_CLOSES} GROUP BY organization_id
+        SELECT organization_id, max(until) AS closed_until FROM {db}.{closes} GROUP BY organization_id
     ),
     decisions AS (
         -- The first decision on a late transaction is the one that counts.

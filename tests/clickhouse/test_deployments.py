@@ -94,8 +94,11 @@ def test_cluster_replicates_shards_by_transaction_and_splits_the_queue():
     # One keeper path for every replica (no macro in it), threads and buckets as the docs advise.
     assert "keeper_path = '/clickhouse/bxb/s3queue/bxb/events_queue'" in sql
     assert "processing_threads_num = 3" in sql and "buckets = 12" in sql
-    # Closes reach every shard: one Keeper path without {shard}.
-    assert "ReplicatedMergeTree('/clickhouse/bxb/tables/bxb/billing_period_closes', '{shard}-{replica}')" in sql
+    # A close taken on one shard applies to every shard's resolver.
+    assert f"max(until) AS closed_until FROM bxb.{t.PERIOD_CLOSES}_all" in sql
+    assert f"Distributed(bxb_cluster, bxb, {t.PERIOD_CLOSES}, rand())" in sql
+    # Inside a Replicated database no table names a Keeper path (refused there by default).
+    assert "ReplicatedMergeTree(" not in sql
 
 
 def test_cloud_uses_shared_defaults_and_a_role():

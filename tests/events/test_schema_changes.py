@@ -115,7 +115,8 @@ print(json.dumps({
 """
 
 
-def test_one_edit_of_the_schema_flows_to_the_transform_the_table_glue_and_clickhouse(tmp_path: Path):
+def _edited_package(tmp_path: Path, field_line: str, steps: str) -> Path:
+    """A copy of the package with ``field_line`` appended to FIELDS and ``steps`` as SCHEMA_MIGRATIONS."""
     package = Path(__file__).resolve().parents[2] / "bxb_stream"
     copy = tmp_path / "bxb_stream"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -123,27 +124,59 @@ def test_one_edit_of_the_schema_flows_to_the_transform_the_table_glue_and_clickh
     text = schema_py.read_text()
     anchor = "        origin=Origin.PIPELINE,\n    ),\n)\n"
     assert text.count(anchor) == 1
-    schema_py.write_text(text.replace(anchor, "        origin=Origin.PIPELINE,\n    ),\n" + _FIELD_LINE + ")\n"))
+    schema_py.write_text(text.replace(anchor, "        origin=Origin.PIPELINE,\n    ),\n" + field_line + ")\n"))
     ddl_py = copy / "clickhouse" / "ddl.py"
-    ddl_py.write_text(
-        ddl_py.read_text().replace(
-            "SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = ()",
-            "SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = ((2, 4),)",
-        )
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", _PROBE],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    default = "SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = ()"
+    assert default in ddl_py.read_text()
+    ddl_py.write_text(ddl_py.read_text().replace(default, f"SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = {steps}"))
+    return tmp_path
+
+
+def _probe(root: Path, script: str) -> dict:
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_one_edit_of_the_schema_flows_to_the_transform_the_table_glue_and_clickhouse(tmp_path: Path):
+    out = _probe(_edited_package(tmp_path, _FIELD_LINE, "((2, 4),)"), _PROBE)
     assert (out["fast"], out["slow"], out["hooked"], out["old"]) == ("eu-west-1", "eu-west-1", "eu-west-1", None)
     assert out["too_long"] == "field_too_long:region"
     assert "region" not in out["line_old"]  # null fields stay out of the line
     assert out["arrow"] == ["eu-west-1", None] and out["arrow_schema"] == "string"
     assert out["glue"] == {"name": "region", "type": "string", "comment": "Where it happened."}
     assert out["version"] == 2 and out["migrations"] == [1, 2, 3, 4]
+
+
+_REMOVED_PROBE = r"""
+import json
+from bxb_stream.config import EventRules
+from bxb_stream.events import schema, validate
+from bxb_stream.events.errors import EventError
+
+rules = EventRules(organization_id="org_1")
+at = {"arrival_ms": 1767225600000, "ingested_ms": 1767225600000}
+base = {"transaction_id": "t1", "external_customer_id": "c1", "code": "api"}
+codes = []
+for attempt in (
+    lambda: validate.normalize_bytes(json.dumps({**base, "region": "eu"}).encode(), rules, **at),
+    lambda: validate.normalize({**base, "region": "eu"}, rules, **at),
+    lambda: validate.from_dict({**validate.to_dict(kept), "region": "eu"}, kept, rules),
+):
+    kept = validate.normalize_bytes(json.dumps(base).encode(), rules, **at)
+    try:
+        attempt()
+        codes.append(None)
+    except EventError as exc:
+        codes.append(exc.code)
+print(json.dumps({"codes": codes, "kept": kept.region, "arrow": "region" in schema.arrow_schema().names,
+                  "glue": schema.glue_columns()[-1]["name"]}))
+"""
+
+
+def test_a_removed_field_is_refused_from_producers_and_hooks_but_its_column_stays(tmp_path: Path):
+    line = _FIELD_LINE.replace("added_in=2)", "added_in=2, removed_in=3)")
+    out = _probe(_edited_package(tmp_path, line, "((2, 4), (3, 5))"), _REMOVED_PROBE)
+    assert out["codes"] == ["removed_field:region"] * 3
+    assert out["kept"] is None and out["arrow"] and out["glue"] == "region"
