@@ -85,8 +85,9 @@ below its watermark on every run, and the mark anti-join (``NOT has(p.marks, f.m
 that re-read idempotent. What changes in the dedup guarantee: a transaction is still billed at
 most once per shard's ledger; among copies that become visible out of block order, the first
 *resolved* copy wins instead of the lowest block; a row that becomes visible more than
-``replica_lookback_blocks`` inserts late is not resolved (``clickhouse health`` shows it as
-unresolved backlog). usage_hourly is computed from ledger marks the same way and can miss a
+``replica_lookback_blocks`` inserts late is not resolved, and ``clickhouse health`` does not
+count it (its backlog is what lies above the watermark): compare landed and resolved rows.
+usage_hourly is computed from ledger marks the same way and can miss a
 ledger part fetched out of order: the ledger is the truth and ``usage reconcile`` repairs sums.
 
 Credentials are referenced, never rendered: ``extra_credentials(role_arn=...)`` or a named
