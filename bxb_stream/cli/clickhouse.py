@@ -20,6 +20,8 @@ SETTING_FLAGS = {
     "database": "database for the tables (default bxb; BXB_CLICKHOUSE_DATABASE)",
     "role_arn": "IAM role ClickHouse assumes to read the bucket (BXB_CLICKHOUSE_ROLE_ARN)",
     "named_collection": "named collection holding S3 keys, instead of a role (BXB_CLICKHOUSE_NAMED_COLLECTION)",
+    "deployment": "single, cluster or cloud (default single; BXB_CLICKHOUSE_DEPLOYMENT)",
+    "cluster_name": "the cluster's name in remote_servers, for --deployment cluster (BXB_CLICKHOUSE_CLUSTER_NAME)",
 }
 
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bxb_stream.clickhouse import tables as t
-from bxb_stream.clickhouse.ddl import Migration, migrations, quote
+from bxb_stream.clickhouse.ddl import (
+    SCHEMA_MIGRATIONS,
+    Migration,
+    create_database,
+    migrations,
+    migrations_table,
+    quote,
+)
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
+from bxb_stream.events import schema
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +45,18 @@ def applied_versions(client: Any, database: str) -> dict[int, str]:
     return {int(v): str(c) for v, c in rows}
 
 
-def apply(client: Any, settings: ClickHouseSettings) -> ApplyResult:
+def apply(
+    client: Any,
+    settings: ClickHouseSettings,
+    fields: Sequence[schema.Field] = schema.FIELDS,
+    schema_migrations: Sequence[tuple[int, int]] = SCHEMA_MIGRATIONS,
+) -> ApplyResult:
     """Create the database and run every migration not yet recorded, in order."""
     db = settings.database
-    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.{t.MIGRATIONS} (version UInt32, name String, checksum String, "
-        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version"
-    )
+    client.command(create_database(settings))
+    client.command(migrations_table(settings))
     done = applied_versions(client, db)
-    wanted = migrations(settings)
+    wanted = migrations(settings, fields, schema_migrations)
     drifted = [m for m in wanted if m.version in done and done[m.version] != m.checksum]
     if drifted:
         names = ", ".join(f"{m.version:04d} {m.name!r}" for m in drifted)

@@ -24,6 +24,14 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 _BUCKET_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)*$")
 
 
+class Deployment(enum.Enum):
+    """Where the schema runs (see ``clickhouse.ddl``'s module docstring and README)."""
+
+    SINGLE = "single"  # one server: plain MergeTree, non_replicated_deduplication_window
+    CLUSTER = "cluster"  # self-managed shards x replicas: Replicated database, Distributed tables
+    CLOUD = "cloud"  # ClickHouse Cloud: SharedMergeTree, IAM-role credentials
+
+
 class CredentialsMode(enum.Enum):
     ROLE = "role"  # ClickHouse Cloud assumes an IAM role: extra_credentials(role_arn=...)
     NAMED_COLLECTION = "named_collection"  # keys live in a named collection created from the environment
@@ -80,9 +88,30 @@ class ClickHouseSettings:
     # non_replicated_deduplication_window: inserts remembered per table, so a retried HTTP
     # request (same insert_deduplication_token) stores nothing twice.
     insert_dedup_window: int = 10_000
+    # single | cluster | cloud. cluster needs cluster_name (the <remote_servers> entry).
+    deployment: Deployment = Deployment.SINGLE
+    cluster_name: str = ""
+    # cluster and cloud: blocks below its watermark the resolver reads again on every run, for
+    # rows that became visible out of block order on a replica (see ddl's docstring).
+    replica_lookback_blocks: int = 10_000
+    # cluster and cloud: S3Queue processing threads per replica, and how many replicas read the queue.
+    queue_processing_threads: int = 4
+    queue_replicas: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bucket_url", self.bucket_url.rstrip("/"))
+        if isinstance(self.deployment, str):
+            try:
+                object.__setattr__(self, "deployment", Deployment(self.deployment))
+            except ValueError:
+                choices = ", ".join(d.value for d in Deployment)
+                raise ConfigError("deployment", f"must be one of {choices}, got {self.deployment!r}") from None
+        if self.deployment is Deployment.CLUSTER and not _IDENTIFIER.match(self.cluster_name):
+            raise ConfigError("cluster_name", "deployment cluster needs the cluster's name (an identifier)")
+        if self.deployment is not Deployment.CLUSTER and self.cluster_name:
+            raise ConfigError("cluster_name", f"is only for deployment cluster, not {self.deployment.value}")
+        if self.deployment is Deployment.CLOUD and not self.role_arn:
+            raise ConfigError("role_arn", "deployment cloud reads the bucket with an IAM role: set role_arn")
         _check_bucket_url(self.bucket_url)
         if not _IDENTIFIER.match(self.database):
             raise ConfigError("database", f"must be an identifier [A-Za-z_][A-Za-z0-9_]*, got {self.database!r}")
@@ -159,6 +188,9 @@ _BOUNDS = (
     ("dedup_window_days", 1, 3_660),
     ("grace_days", 1, 3_660),
     ("insert_dedup_window", 1, 10_000_000),
+    ("replica_lookback_blocks", 1, 10_000_000),
+    ("queue_processing_threads", 1, 256),
+    ("queue_replicas", 1, 1_000),
 )
 
 

@@ -23,7 +23,16 @@ import msgspec
 from bxb_stream.config import ORG_ID_PATTERN, EventRules
 from bxb_stream.events.errors import EventError
 from bxb_stream.events.lines import MIN_TIMESTAMP_MS, OutputEvent
-from bxb_stream.events.schema import FIELD_BY_NAME, FIELDS, INPUT_FIELDS, REQUIRED_FIELDS, Kind, Origin
+from bxb_stream.events.schema import (
+    FIELD_BY_NAME,
+    FIELDS,
+    INPUT_FIELDS,
+    REMOVED_FIELDS,
+    REQUIRED_FIELDS,
+    Field,
+    Kind,
+    Origin,
+)
 
 # KPL aggregated records start with these bytes (aws/amazon-kinesis-producer aggregation-format.md).
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -38,6 +47,9 @@ _MAX_TIMESTAMP_S = 10**12
 _STRING_FIELDS = tuple((f.name, f.max_length) for f in FIELDS if f.required)
 _INPUT_FIELDS = INPUT_FIELDS
 _PIPELINE_FIELDS = tuple(f.name for f in FIELDS if f.origin is Origin.PIPELINE)
+# Fields added after version 1 (optional, nullable: events.schema.check_history) and removed ones:
+# both come after decimal_value in OutputEvent, in schema order, so they are passed last.
+_LATER_FIELDS = tuple(f for f in FIELDS if f.added_in > 1 or f.removed_in is not None)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -134,6 +146,7 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
     typed_decode = _typed_decoder.decode
     canonical = _canonical_encoder.encode
     output = OutputEvent
+    later = _LATER_FIELDS
 
     def normalize_fast(data: bytes, arrival_ms: int, ingested_ms: int) -> Any:
         if len(data) > max_bytes:
@@ -163,6 +176,20 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
             text = "{}"
         dec = ev.decimal_value
         org = ev.organization_id
+        if later:
+            return output(
+                tid,
+                customer,
+                code,
+                ts_ms,
+                text,
+                default_org if org is None and default_org else _organization(org, rules),
+                ingested_ms,
+                arrival_ms,
+                None if ev.value is None else ev.value + 0.0,
+                None if dec is None else parse_decimal(dec),
+                *[_later_value(f, getattr(ev, f.name, None)) for f in later],
+            )
         return output(
             tid,
             customer,
@@ -212,7 +239,35 @@ def normalize(raw: Any, rules: EventRules, *, arrival_ms: int, ingested_ms: int)
         arrived_at=arrival_ms,
         value=None if value is None else _float(value),
         decimal_value=None if dec is None else parse_decimal(dec),
+        **{f.name: _later_value(f, raw.get(f.name)) for f in _LATER_FIELDS},
     )
+
+
+def _later_value(f: Field, value: Any) -> Any:
+    """A field added after version 1 (always optional) -> its stored value, or None."""
+    if value is None or f.removed_in is not None:
+        return None  # a removed field is refused before this (unknown to InputEvent), or left null
+    kind = f.kind
+    if kind is Kind.STRING:
+        if type(value) is not str or len(value) > (f.max_length or len(value)) or not value.strip():
+            _reject_string(f.name, value)
+        return value
+    if kind is Kind.FLOAT:
+        try:
+            return _float(value)
+        except EventError as exc:
+            raise EventError(exc.code.replace("value", f.name), exc.message.replace("value", f.name, 1)) from None
+    if kind is Kind.DECIMAL:
+        try:
+            return parse_decimal(value)
+        except EventError as exc:
+            raise EventError(
+                exc.code.replace("decimal_value", f.name), exc.message.replace("decimal_value", f.name)
+            ) from None
+    ms = parse_timestamp(value)  # Kind.TIMESTAMP_MS (schema.ADDABLE_KINDS)
+    if ms < MIN_TIMESTAMP_MS:
+        raise EventError(f"bad_timestamp:{f.name}", f"{f.name} {show(value)} is before 2000-01-01")
+    return ms
 
 
 def canonical_properties(props: dict[str, Any] | None, rules: EventRules) -> str:
@@ -282,7 +337,14 @@ def from_dict(event: Any, original: Any, rules: EventRules) -> Any:
         arrived_at=original.arrived_at,
         value=None if value is None else _float(value),
         decimal_value=None if dec is None else parse_decimal(dec),
+        **{f.name: _hook_later_value(f, event[f.name]) for f in _LATER_FIELDS},
     )
+
+
+def _hook_later_value(f: Field, value: Any) -> Any:
+    if f.removed_in is not None and value is not None:
+        raise EventError(f"removed_field:{f.name}", f"hook set {f.name}, which is no longer written")
+    return _later_value(f, value)
 
 
 def _check_time(ts: Any, ts_ms: int, arrival_ms: int, rules: EventRules) -> None:
@@ -428,6 +490,8 @@ def _check_depth(obj: Any, limit: int) -> None:
 def _reject_unknown(raw: dict[str, Any]) -> None:
     unknown = sorted(k for k in raw if k not in _INPUT_FIELDS)
     name = unknown[0]
+    if name in REMOVED_FIELDS:
+        raise EventError(f"removed_field:{name}", f"{name} was removed from the event schema and may not be sent")
     if name in FIELD_BY_NAME:
         raise EventError(f"reserved_field:{name}", f"{name} is set by the pipeline and may not be sent")
     raise EventError(f"unknown_field:{name}", f"unknown field {name!r} (allowed: {', '.join(sorted(_INPUT_FIELDS))})")
