@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bxb_stream.config import EventRules
 from bxb_stream.events.validate import MIN_TIMESTAMP_MS, parse_decimal, parse_timestamp
+from bxb_stream.firehose.invocation import SourceRecord, firehose_event
 from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, firehose_event
 
 RULES = EventRules(organization_id="org_bench")
 PROCESSOR_BUFFER_BYTES = 1024 * 1024  # Firehose's default processor buffer hint

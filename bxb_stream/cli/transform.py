@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 
 from bxb_stream.config import EventRules
+from bxb_stream.firehose.invocation import SourceRecord, firehose_event
 from bxb_stream.transform import Transformer, load_hooks
-from bxb_stream.transform.contract import SourceRecord, firehose_event
 from bxb_stream.transform.process import CONFLICT, is_rejection
 
 

@@ -104,9 +104,7 @@ class IngestService:
             return self._answer(Outcome(exc.status, request_id, error=exc.message))
         outcome = Outcome(200, request.request_id)
         now_ms = int(self.clock() * 1000)
-        batch = build_batch(
-            request.request_id, lambda: request.records, self.settings.trust, request.lines, now_ms=now_ms
-        )
+        batch = build_batch(request.request_id, request.texts, request.lines, self.settings.trust, now_ms=now_ms)
         started = time.perf_counter()
         try:
             client = self._connect()

@@ -10,6 +10,8 @@ import os
 from functools import cache
 from typing import Any
 
+from bxb_stream.transform.hooks import DROP
+
 TEST_CUSTOMER_PREFIXES_ENV = "BXB_TEST_CUSTOMER_PREFIXES"
 CUSTOMER_TIERS_ENV = "BXB_CUSTOMER_TIERS"
 
@@ -25,10 +27,10 @@ def _tiers() -> dict[str, str]:
     return json.loads(os.environ.get(CUSTOMER_TIERS_ENV, "{}"))
 
 
-def drop_test_customers(event: dict[str, Any]) -> dict[str, Any] | None:
+def drop_test_customers(event: dict[str, Any]) -> Any:
     """Filter: drop events of test customers (ids starting with a configured prefix)."""
     if event["external_customer_id"].startswith(_test_prefixes()):
-        return None
+        return DROP
     return event
 
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from bxb_stream.config import EventRules
 from bxb_stream.events.schema import INPUT_FIELDS
+from bxb_stream.firehose.invocation import SourceRecord, check_response, firehose_event
 from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, check_response, firehose_event
 from bxb_stream.transform.hooks import Hook
 from bxb_stream.transform.process import MAX_RESPONSE_BYTES
 
