@@ -10,6 +10,8 @@ import enum
 
 from bxb_stream.events.schema import FIELD_NAMES, clickhouse_columns
 
+DEFAULT_DATABASE = "bxb"  # the database every table lives in, unless configured otherwise
+
 # Landing: every copy delivered by either path (S3Queue, HTTP ingest), as it arrived.
 EVENTS_RAW = "events_raw"
 # Every landed copy once, with the resolver's verdict; the billing truth.

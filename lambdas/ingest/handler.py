@@ -1,6 +1,6 @@
 """Firehose HTTP-endpoint Lambda (function URL): a thin shell over bxb_stream.ingest.
 
-Environment:
+Environment (read by ``IngestSettings.from_env``; a missing required one fails the cold start naming it):
   BXB_CLICKHOUSE_URL          e.g. https://abc.eu-west-1.aws.clickhouse.cloud:8443 (or chdb:///path locally)
   BXB_CLICKHOUSE_DATABASE     database holding events_raw and the dead-letter table
   BXB_CLICKHOUSE_SECRET_ARN   secret JSON {"username": ..., "password": ...}; unset for no credentials
@@ -13,7 +13,6 @@ Environment:
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import boto3
@@ -26,24 +25,21 @@ from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Outcome
 logger = Logger(service="bxb-ingest")
 metrics = Metrics(namespace="bxb-stream", service="ingest")
 
+SETTINGS = IngestSettings.from_env()
 _secrets = boto3.client("secretsmanager")
 
 
 def _client() -> Any:
     """Connect lazily, so a cold start while ClickHouse is down still answers 503."""
     kwargs: dict[str, Any] = {"connect_timeout": 5, "send_receive_timeout": 60}
-    secret_arn = os.environ.get("BXB_CLICKHOUSE_SECRET_ARN")
-    if secret_arn:
-        creds = json.loads(_secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+    if SETTINGS.clickhouse_secret_arn:
+        secret = _secrets.get_secret_value(SecretId=SETTINGS.clickhouse_secret_arn)["SecretString"]
+        creds = json.loads(secret)
         kwargs.update(username=creds["username"], password=creds["password"])
-    return clickhouse_connect.get_client(dsn=os.environ["BXB_CLICKHOUSE_URL"], **kwargs)
+    return clickhouse_connect.get_client(dsn=SETTINGS.clickhouse_url, **kwargs)
 
 
-SERVICE = IngestService(
-    AccessKeys(_secrets, os.environ["BXB_ACCESS_KEY_SECRET_ARN"]),
-    _client,
-    IngestSettings.from_env(os.environ),
-)
+SERVICE = IngestService(AccessKeys(_secrets, SETTINGS.access_key_secret_arn), _client, SETTINGS)
 
 
 @metrics.log_metrics
