@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
+import botocore.session
 import clickhouse_connect
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,7 +26,8 @@ logger = Logger(service="bxb-ingest")
 metrics = Metrics(namespace="bxb-stream", service="ingest")
 
 SETTINGS = IngestSettings.from_env()
-_secrets = boto3.client("secretsmanager")
+# botocore, not boto3: boto3 also imports s3transfer, about half of this module's cold import.
+_secrets = botocore.session.get_session().create_client("secretsmanager")
 
 
 def _client() -> Any:
