@@ -79,8 +79,8 @@ def make_files(n: int, files: int, seed: int = 1) -> list[tuple[str, bytes]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bxb_stream import layout
-    from bxb_stream.events.schema import arrow_schema
+    from bxb_runtime import layout
+    from bxb_runtime.events.schema import arrow_schema
 
     rng = np.random.default_rng(seed)
     schema = arrow_schema()

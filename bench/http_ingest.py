@@ -1,6 +1,6 @@
 """HTTP ingest throughput: the ingest's path, the former Arrow path and a naive handler; and the Lambda's weight.
 
-json   bxb_stream.ingest.IngestService as shipped: one strict msgspec decode of the request's lines,
+json   bxb_runtime.ingest.IngestService as shipped: one strict msgspec decode of the request's lines,
        the transform's fields re-checked, one ``INSERT ... FORMAT JSONEachRow`` body parsed by ClickHouse
 arrow  the former path (bench/ingest_arrow.py): pyarrow's JSON reader, column-wise checks, one Arrow insert
 naive  json.loads per record -> Python row dicts -> client.insert (row-oriented)
@@ -37,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ingest_arrow  # bench/, beside this script
 
+from bxb_runtime.clickhouse.tables import EVENT_COLUMNS
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.ingest import IngestService, IngestSettings
+from bxb_runtime.ingest.rows import Trust
 from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import migrations
-from bxb_stream.clickhouse.tables import EVENT_COLUMNS
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.ingest import IngestService, IngestSettings
-from bxb_stream.ingest.rows import Trust
 
 REPO = Path(__file__).resolve().parents[1]
 REQUEST_BYTES = 4 * 1024 * 1024

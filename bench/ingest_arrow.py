@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import read_line
-from bxb_stream.events.table import from_events, read_table
-from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, Trust
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import read_line
+from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, Trust
+from bxb_stream.event_table import from_events, read_table
 
 if TYPE_CHECKING:
     import pyarrow as pa

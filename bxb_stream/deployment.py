@@ -7,7 +7,7 @@ strings, so both are accepted. The local runner reads the same keys
 
 Keys are ``bxb:<field>`` for top-level settings and ``bxb:<section>.<field>``
 for the nested ones (``stream``, ``s3``, ``http``, ``clickhouse``, ``alarms``,
-and ``rules`` for ``bxb_stream.config.EventRules``). Every field has a default.
+and ``rules`` for ``bxb_runtime.config.EventRules``). Every field has a default.
 Any invalid value raises ``ConfigError`` naming the full context key. Unknown
 ``bxb:`` keys are errors too, so a typo cannot silently fall back to a default.
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bxb_stream import layout
-from bxb_stream.clickhouse.tables import DEFAULT_DATABASE
-from bxb_stream.config import EventRules
-from bxb_stream.settings import ROLE_ARN, ConfigError, Settings, setting
+from bxb_runtime import layout
+from bxb_runtime.clickhouse.tables import DEFAULT_DATABASE
+from bxb_runtime.config import EventRules
+from bxb_runtime.settings import ROLE_ARN, ConfigError, Settings, setting
 
 PREFIX = "bxb:"
 
@@ -281,7 +281,7 @@ class PipelineConfig(_Section):
     def ingest_env(self) -> dict[str, str]:
         """The part of the ingest Lambda's environment that comes from config (secrets are added by CDK)."""
         # The ingest function stamps the organization on dead letters, so it gets the event rules too.
-        from bxb_stream.ingest.service import IngestSettings
+        from bxb_runtime.ingest.service import IngestSettings
 
         return {
             **self.rules.to_env(),
@@ -359,13 +359,13 @@ def _build(cls: type, raw: Mapping[str, Any], **extra: Any) -> Any:
 
 
 def _check_hooks(spec: str) -> None:
-    """Hooks run inside the transform Lambda, whose asset ships only the bxb_stream package."""
-    from bxb_stream.transform.hooks import HookConfigError, load_hooks
+    """Hooks run inside the transform Lambda, whose asset ships only the bxb_runtime package."""
+    from bxb_runtime.transform.hooks import HookConfigError, load_hooks
 
     key = f"{PREFIX}rules.hooks"
     for entry in (part.strip() for part in spec.split(",")):
-        if entry and entry.partition(":")[0].split(".")[0] != "bxb_stream":
-            raise ConfigError(key, f"hook {entry!r} must live in the bxb_stream package (the only one deployed)")
+        if entry and entry.partition(":")[0].split(".")[0] != "bxb_runtime":
+            raise ConfigError(key, f"hook {entry!r} must live in the bxb_runtime package (the only one deployed)")
     try:
         load_hooks(spec)
     except HookConfigError as exc:

@@ -20,9 +20,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from bxb_runtime.ingest.service import IngestSettings
+from bxb_runtime.layout import HTTP_BACKUP_PREFIX as HTTP_BACKUP_ROOT
 from bxb_stream.deployment import HTTP_BACKUP_ERROR_PREFIX, HTTP_BACKUP_PREFIX, PipelineConfig
-from bxb_stream.ingest.service import IngestSettings
-from bxb_stream.layout import HTTP_BACKUP_PREFIX as HTTP_BACKUP_ROOT
 from stacks.delivery import FirehoseDestinationRole, kinesis_delivery_stream, transform_processor
 from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS, FunctionProps, Powertools, PythonFunction
 from stacks.logs import LogGroups

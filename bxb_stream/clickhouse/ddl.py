@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
 from bxb_stream.clickhouse.status import queue_keeper_path
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse.ddl import Migration, migrations, quote
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
-from bxb_stream import layout
-from bxb_stream.clickhouse.tables import DEFAULT_DATABASE
-from bxb_stream.settings import IDENTIFIER, ROLE_ARN, ConfigError, Settings, setting
+from bxb_runtime import layout
+from bxb_runtime.clickhouse.tables import DEFAULT_DATABASE
+from bxb_runtime.settings import IDENTIFIER, ROLE_ARN, ConfigError, Settings, setting
 
 _ROLE_DOC = "an IAM role ARN arn:aws:iam::<12 digits>:role/<name>"
 _PREFIX = re.compile(r"^[A-Za-z0-9._=-]+(/[A-Za-z0-9._=-]+)*/$")

@@ -1,6 +1,6 @@
 """HTTP endpoint destination: Firehose's HTTP delivery request, response check, retries and S3 backup.
 
-Protocol (``bxb_stream.wire.firehose_http``; https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html):
+Protocol (``bxb_runtime.wire.firehose_http``; https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html):
 - POST, headers ``X-Amz-Firehose-Protocol-Version: 1.0``, ``X-Amz-Firehose-Request-Id``
   (the same on every retry of one batch), ``X-Amz-Firehose-Source-Arn``,
   ``X-Amz-Firehose-Access-Key``, ``X-Amz-Firehose-Common-Attributes``,
@@ -31,11 +31,11 @@ from typing import Any
 
 import msgspec
 
+from bxb_runtime.wire import firehose_http as wire
 from bxb_stream.firehose.records import HTTP_ENDPOINT_FAILED, Failure, Record, resolve_all
 from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.s3 import ErrorOutput
 from bxb_stream.firehose.settings import MIB, HttpSettings
-from bxb_stream.wire import firehose_http as wire
 
 MAX_RECORDS_PER_REQUEST = wire.MAX_RECORDS
 MAX_BODY_BYTES = 64 * MIB

@@ -1,4 +1,4 @@
-"""Firehose's side of the processor contract (``bxb_stream.wire.firehose_processor``), for callers that play Firehose.
+"""Firehose's side of the processor contract (``bxb_runtime.wire.firehose_processor``), for callers that play Firehose.
 
 ``firehose_event`` builds the request exactly as Firehose sends it to the
 transform Lambda (Kinesis source); ``check_response`` judges the answer the way
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import msgspec
 from pybase64 import b64decode, b64encode_as_string
 
-from bxb_stream.wire.firehose_processor import RESULTS, Request, Result
+from bxb_runtime.wire.firehose_processor import RESULTS, Request, Result
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from typing import Any
 
 import msgspec
 
+from bxb_runtime.wire.firehose_processor import Result
 from bxb_stream.firehose.invocation import firehose_event, judge_wire
 from bxb_stream.firehose.records import PROCESSING_FAILED, Failure, Record
 from bxb_stream.firehose.settings import LAMBDA_PAYLOAD_LIMIT, ProcessorSettings
 from bxb_stream.firehose.timing import CHECK, INVOKE, REQUEST, TRANSFORM, Stages
-from bxb_stream.wire.firehose_processor import Result
 
 Handler = Callable[[dict[str, Any]], Any]
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from bxb_stream import layout
-from bxb_stream.settings import ConfigError, Settings, setting
-from bxb_stream.wire.firehose_http import MAX_ACCESS_KEY_BYTES
+from bxb_runtime import layout
+from bxb_runtime.settings import ConfigError, Settings, setting
+from bxb_runtime.wire.firehose_http import MAX_ACCESS_KEY_BYTES
 
 MIB = 1024 * 1024
 # Lambda's synchronous invoke payload limit; Firehose never sends a bigger event.
@@ -26,7 +26,7 @@ HTTP_BACKUP_PREFIX = layout.FIREHOSE_HTTP_BACKUP_PREFIX
 HTTP_BACKUP_ERROR_PREFIX = layout.FIREHOSE_HTTP_BACKUP_ERROR_PREFIX
 
 
-SettingsError = ConfigError  # the name this module used before bxb_stream.settings
+SettingsError = ConfigError  # the name this module used before bxb_runtime.settings
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Firehose HTTP-endpoint Lambda (function URL): a thin shell over bxb_stream.ingest.
+"""Firehose HTTP-endpoint Lambda (function URL): a thin shell over bxb_runtime.ingest.
 
 Environment (read by ``IngestSettings.from_env``; a missing required one fails the cold start naming it):
   BXB_CLICKHOUSE_URL          e.g. https://abc.eu-west-1.aws.clickhouse.cloud:8443 (or chdb:///path locally)
@@ -20,7 +20,7 @@ import clickhouse_connect
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Outcome
+from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings, Outcome
 
 logger = Logger(service="bxb-ingest")
 metrics = Metrics(namespace="bxb-stream", service="ingest")

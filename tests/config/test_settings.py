@@ -1,15 +1,15 @@
-"""One config mechanism (bxb_stream.settings): every settings object reads, checks and names its keys alike."""
+"""One config mechanism (bxb_runtime.settings): every settings object reads, checks and names its keys alike."""
 
 from __future__ import annotations
 
 import pytest
 
+from bxb_runtime.config import EventRules
+from bxb_runtime.ingest.service import IngestSettings
+from bxb_runtime.settings import ConfigError
 from bxb_stream.clickhouse.settings import ClickHouseSettings
-from bxb_stream.config import EventRules
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.settings import HttpSettings, ProcessorSettings, SourceSettings
-from bxb_stream.ingest.service import IngestSettings
-from bxb_stream.settings import ConfigError
 
 INGEST_ENV = {"BXB_CLICKHOUSE_URL": "https://ch.example.com:8443", "BXB_ACCESS_KEY_SECRET_ARN": "arn:key"}
 

@@ -8,11 +8,11 @@ import json
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.ingest.protocol import decode_records
-from bxb_stream.ingest.rows import Trust, build_batch
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.ingest.protocol import decode_records
+from bxb_runtime.ingest.rows import Trust, build_batch
 
 NOW_MS = 1_790_000_000_000
 RULES = EventRules(organization_id="org_1")

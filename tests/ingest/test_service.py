@@ -14,12 +14,12 @@ import clickhouse_connect
 import pytest
 from moto import mock_aws
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
-from bxb_stream.ingest.rows import Trust
-from bxb_stream.wire import firehose_http as wire
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings, Limits
+from bxb_runtime.ingest.rows import Trust
+from bxb_runtime.wire import firehose_http as wire
 
 NOW_MS = 1_790_000_000_000
 KEY = "k3y-current-0123456789"
@@ -291,7 +291,7 @@ def test_a_request_from_another_delivery_stream_is_refused(service, ingest_db):
 
 
 def test_each_record_is_decoded_from_base64_exactly_once(service, ingest_db, monkeypatch):
-    from bxb_stream.ingest import protocol
+    from bxb_runtime.ingest import protocol
 
     decoded: list[int] = []
     real = protocol.b64decode

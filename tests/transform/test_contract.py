@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from typing import get_type_hints
 
+from bxb_runtime.wire import firehose_processor as wire
 from bxb_stream.firehose.invocation import SourceRecord, check_response, firehose_event
-from bxb_stream.wire import firehose_processor as wire
 
 
 def request(n: int = 3) -> dict:

@@ -9,10 +9,10 @@ import types
 
 import pytest
 
-from bxb_stream.config import EventRules
-from bxb_stream.transform import DROP, HookConfigError, Transformer, load_hooks
-from bxb_stream.transform.example_hooks import customer_tier, drop_test_customers
-from bxb_stream.wire.firehose_processor import Result
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import DROP, HookConfigError, Transformer, load_hooks
+from bxb_runtime.transform.example_hooks import customer_tier, drop_test_customers
+from bxb_runtime.wire.firehose_processor import Result
 
 NOW_MS = 1_790_000_000_000
 
@@ -77,7 +77,7 @@ def line(record: dict) -> dict:
 
 
 def test_load_hooks_parses_module_function_entries(hook_module):
-    hooks = load_hooks(" team_hooks:double , bxb_stream.transform.example_hooks:customer_tier ,")
+    hooks = load_hooks(" team_hooks:double , bxb_runtime.transform.example_hooks:customer_tier ,")
     assert [h.name for h in hooks] == ["double", "customer_tier"]
     assert load_hooks("") == ()
 
@@ -133,11 +133,11 @@ def test_what_a_hook_returns_is_checked_against_the_schema(hook_module, hook, co
 
 def test_example_filter_drops_test_customers(monkeypatch):
     monkeypatch.setenv("BXB_TEST_CUSTOMER_PREFIXES", "test_,qa_")
-    from bxb_stream.transform import example_hooks
+    from bxb_runtime.transform import example_hooks
 
     example_hooks._test_prefixes.cache_clear()
     records, stats = run(
-        "bxb_stream.transform.example_hooks:drop_test_customers",
+        "bxb_runtime.transform.example_hooks:drop_test_customers",
         ev("test_alice", "1"),
         ev("cust_bob", "2"),
         ev("qa_carol", "3"),
@@ -149,11 +149,11 @@ def test_example_filter_drops_test_customers(monkeypatch):
 
 def test_example_enrichment_adds_the_customer_tier(monkeypatch):
     monkeypatch.setenv("BXB_CUSTOMER_TIERS", json.dumps({"cust_gold": "gold"}))
-    from bxb_stream.transform import example_hooks
+    from bxb_runtime.transform import example_hooks
 
     example_hooks._tiers.cache_clear()
     records, _ = run(
-        "bxb_stream.transform.example_hooks:customer_tier",
+        "bxb_runtime.transform.example_hooks:customer_tier",
         ev("cust_gold", "1", properties={"plan": "pro"}),
         ev("cust_other", "2"),
     )

@@ -1,4 +1,4 @@
-"""Firehose HTTP-endpoint delivery (``bxb_stream.wire.firehose_http``), as seen from a Lambda function URL.
+"""Firehose HTTP-endpoint delivery (``bxb_runtime.wire.firehose_http``), as seen from a Lambda function URL.
 
 Request (function-URL event): lower-cased ``headers``; ``body`` (base64 when
 ``isBase64Encoded``), JSON ``{requestId, timestamp, records: [{data}]}``,
@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from pybase64 import b64decode
 
-from bxb_stream.wire import firehose_http as wire
+from bxb_runtime.wire import firehose_http as wire
 
 PROTOCOL_VERSION = wire.PROTOCOL_VERSION
 MAX_RECORDS = wire.MAX_RECORDS

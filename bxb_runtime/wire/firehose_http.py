@@ -2,7 +2,7 @@
 
 Follows https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html.
 
-The ingest Lambda (``bxb_stream.ingest``) reads requests and writes answers with these names; the local
+The ingest Lambda (``bxb_runtime.ingest``) reads requests and writes answers with these names; the local
 Firehose (``bxb_stream.firehose.http``) sends and judges them; the tests use the same names.
 """
 

@@ -1,6 +1,6 @@
 """The transform: one Firehose processor request in, its response out, as plain dicts.
 
-The shapes and results are those of ``bxb_stream.wire.firehose_processor`` (Firehose's
+The shapes and results are those of ``bxb_runtime.wire.firehose_processor`` (Firehose's
 data-transformation contract).
 
 Every recordId comes back exactly once, in order, whatever its bytes: anything that
@@ -30,12 +30,12 @@ from typing import Any
 import msgspec
 from pybase64 import b64decode, b64encode_as_string
 
-from bxb_stream import layout
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import line_encoder
-from bxb_stream.events.validate import EventError, from_dict, make_normalizer, to_dict
-from bxb_stream.transform.hooks import Hook, is_drop
-from bxb_stream.wire.firehose_processor import PAYLOAD_LIMIT_BYTES, Metadata, Request, Response, ResponseRecord, Result
+from bxb_runtime import layout
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import line_encoder
+from bxb_runtime.events.validate import EventError, from_dict, make_normalizer, to_dict
+from bxb_runtime.transform.hooks import Hook, is_drop
+from bxb_runtime.wire.firehose_processor import PAYLOAD_LIMIT_BYTES, Metadata, Request, Response, ResponseRecord, Result
 
 OK, DROPPED, FAILED = Result.OK, Result.DROPPED, Result.PROCESSING_FAILED
 DUPLICATE = "duplicate_in_batch"

@@ -2,7 +2,7 @@
 
 ``EventRules`` travels to the Lambdas as environment variables (``to_env`` /
 ``from_env``, ``BXB_<FIELD>``), so the deployed functions and a local run read the
-same values. Declared and validated with ``bxb_stream.settings``.
+same values. Declared and validated with ``bxb_runtime.settings``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bxb_stream.settings import ConfigError, Settings, setting
+from bxb_runtime.settings import ConfigError, Settings, setting
 
 __all__ = ["ORG_ID_PATTERN", "ConfigError", "EventRules"]
 
@@ -29,7 +29,7 @@ class EventRules(Settings):
     max_properties_bytes: int = setting(16_384, low=2, high=1_000_000)
     max_properties_depth: int = setting(8, low=1, high=64)
     max_record_bytes: int = setting(65_536, low=256, high=1_000_000)
-    # "module:function" entries, comma separated; see bxb_stream.transform.hooks.
+    # "module:function" entries, comma separated; see bxb_runtime.transform.hooks.
     hooks: str = setting("")
 
     def __post_init__(self) -> None:

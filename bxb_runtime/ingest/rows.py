@@ -25,10 +25,10 @@ from typing import Any
 
 import msgspec
 
-from bxb_stream.clickhouse import tables
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import read_line, read_lines
-from bxb_stream.events.schema import FIELDS, Kind
+from bxb_runtime.clickhouse import tables
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import read_line, read_lines
+from bxb_runtime.events.schema import FIELDS, Kind
 
 DEAD_LETTER_COLUMNS: tuple[str, ...] = tables.DEAD_LETTER_COLUMNS
 DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)

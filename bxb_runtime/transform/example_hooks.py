@@ -1,6 +1,6 @@
 """Two example hooks. Enable with ``BXB_HOOKS``, e.g.::
 
-BXB_HOOKS="bxb_stream.transform.example_hooks:drop_test_customers,bxb_stream.transform.example_hooks:customer_tier"
+BXB_HOOKS="bxb_runtime.transform.example_hooks:drop_test_customers,bxb_runtime.transform.example_hooks:customer_tier"
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from functools import cache
 from typing import Any
 
-from bxb_stream.transform.hooks import DROP
+from bxb_runtime.transform.hooks import DROP
 
 TEST_CUSTOMER_PREFIXES_ENV = "BXB_TEST_CUSTOMER_PREFIXES"
 CUSTOMER_TIERS_ENV = "BXB_CUSTOMER_TIERS"

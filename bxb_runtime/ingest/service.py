@@ -19,12 +19,12 @@ from typing import Any, Protocol, Self
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-from bxb_stream.clickhouse import tables
-from bxb_stream.config import EventRules
-from bxb_stream.ingest import protocol
-from bxb_stream.ingest.protocol import Limits, ProtocolError
-from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, FORMAT, Trust, build_batch
-from bxb_stream.settings import IDENTIFIER, Settings, setting
+from bxb_runtime.clickhouse import tables
+from bxb_runtime.config import EventRules
+from bxb_runtime.ingest import protocol
+from bxb_runtime.ingest.protocol import Limits, ProtocolError
+from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, FORMAT, Trust, build_batch
+from bxb_runtime.settings import IDENTIFIER, Settings, setting
 
 log = logging.getLogger(__name__)
 
