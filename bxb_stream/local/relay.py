@@ -28,6 +28,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from bxb_stream.clickhouse import client as clickhouse_client
 from bxb_stream.local.loopback import LoopbackServer
 
 SCHEME = "local+http"
@@ -174,3 +175,6 @@ def _handler(client: Any, lock: threading.Lock, status: Callable[[], Any] | None
             return
 
     return Relay
+
+
+clickhouse_client.register(SCHEME, RelayClient)  # clickhouse.client.connect("local+http://...")

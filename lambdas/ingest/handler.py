@@ -12,14 +12,13 @@ Environment (read by ``IngestSettings.from_env``; a missing required one fails t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import botocore.session
-import clickhouse_connect
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from bxb_runtime.clickhouse import client as clickhouse
 from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings, Outcome
 
 logger = Logger(service="bxb-ingest")
@@ -32,12 +31,9 @@ _secrets = botocore.session.get_session().create_client("secretsmanager")
 
 def _client() -> Any:
     """Connect lazily, so a cold start while ClickHouse is down still answers 503."""
-    kwargs: dict[str, Any] = {"connect_timeout": 5, "send_receive_timeout": 60}
-    if SETTINGS.clickhouse_secret_arn:
-        secret = _secrets.get_secret_value(SecretId=SETTINGS.clickhouse_secret_arn)["SecretString"]
-        creds = json.loads(secret)
-        kwargs.update(username=creds["username"], password=creds["password"])
-    return clickhouse_connect.get_client(dsn=SETTINGS.clickhouse_url, **kwargs)
+    return clickhouse.connect(
+        SETTINGS.clickhouse_url, **clickhouse.credentials(_secrets, SETTINGS.clickhouse_secret_arn)
+    )
 
 
 SERVICE = IngestService(AccessKeys(_secrets, SETTINGS.access_key_secret_arn), _client, SETTINGS)
