@@ -11,7 +11,7 @@ import sys
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from bxb_stream.config import ConfigError
+from bxb_runtime.config import ConfigError
 from bxb_stream.deployment import PipelineConfig
 from stacks.pipeline import build
 

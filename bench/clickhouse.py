@@ -90,8 +90,8 @@ def make_files(n: int, files: int, start_ms: int, span_ms: int, arrival_ms: int 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bxb_stream import layout
-    from bxb_stream.events.schema import arrow_schema
+    from bxb_runtime import layout
+    from bxb_runtime.events.schema import arrow_schema
 
     rng = np.random.default_rng(seed)
     schema = arrow_schema()
@@ -159,7 +159,7 @@ def make_files(n: int, files: int, start_ms: int, span_ms: int, arrival_ms: int 
 
 def baseline_ddl(db: str, bucket_url: str, collection: str) -> list[str]:
     """The schema before transaction-level billing, as it was rendered (queue settings as ours)."""
-    from bxb_stream.clickhouse import tables as t
+    from bxb_runtime.clickhouse import tables as t
 
     cols = ",\n".join(f"`{n}` {k}" for n, k in t.EVENT_COLUMN_TYPES)
     names = ", ".join(f"`{n}`" for n in t.EVENT_COLUMNS)
@@ -249,8 +249,8 @@ def main() -> int:
 def run(args: argparse.Namespace, eng: engine.Engine, endpoint: str) -> int:
     import boto3
 
+    from bxb_runtime.clickhouse import tables as t
     from bxb_stream.clickhouse import ledger, migrations, status
-    from bxb_stream.clickhouse import tables as t
     from bxb_stream.clickhouse.settings import ClickHouseSettings
     from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
 

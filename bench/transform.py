@@ -1,6 +1,6 @@
 """Transform throughput: our handler against three baselines, in one run, on one core.
 
-(a) ours          bxb_stream.transform.Transformer: full validation, enrichment, dedup, routing
+(a) ours          bxb_runtime.transform.Transformer: full validation, enrichment, dedup, routing
 (a') ours+pt      the same, answered through Powertools' response helpers (measured to choose)
 (b) blueprint     AWS blueprint style: json + base64, no validation
 (c) powertools    Powertools data classes + a pydantic model with the same rules
@@ -43,10 +43,10 @@ from aws_lambda_powertools.utilities.data_classes import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.validate import MIN_TIMESTAMP_MS, parse_decimal, parse_timestamp
-from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, firehose_event
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import MIN_TIMESTAMP_MS, parse_decimal, parse_timestamp
+from bxb_runtime.transform import Transformer
+from bxb_stream.firehose.invocation import SourceRecord, firehose_event
 
 RULES = EventRules(organization_id="org_bench")
 PROCESSOR_BUFFER_BYTES = 1024 * 1024  # Firehose's default processor buffer hint

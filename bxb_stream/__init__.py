@@ -1,12 +1,13 @@
-"""bxb-stream: ingestion pipeline for bxb's usage-based billing events.
+"""bxb-stream's tooling: everything around the Lambdas (which run ``bxb_runtime`` only).
 
-Stages, in the order an event meets them:
-  events     - the event contract (schema, validation)
-  producer   - PutRecords batching into Kinesis
-  transform  - the Firehose data-transformation logic (lambdas/transform)
+  producer   - PutRecords batching into Kinesis (the library and ``bxb-stream produce``)
   firehose   - a local stand-in for Firehose (source, processor, Parquet, S3, HTTP)
-  ingest     - the HTTP-endpoint logic (lambdas/ingest) that inserts into ClickHouse
   clickhouse - DDL, migrations, the embedded engine and usage queries
+  local      - the local pipeline behind ``bxb-stream local``
+  deployment - the CDK app's typed config; plan - ``bxb-stream plan``; cli - the commands
+
+The event contract, the transform and the ingest live in ``bxb_runtime``; this package
+imports it, never the other way round.
 """
 
 __version__ = "0.1.0"

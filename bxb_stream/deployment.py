@@ -7,7 +7,7 @@ strings, so both are accepted. The local runner reads the same keys
 
 Keys are ``bxb:<field>`` for top-level settings and ``bxb:<section>.<field>``
 for the nested ones (``stream``, ``s3``, ``http``, ``clickhouse``, ``alarms``,
-and ``rules`` for ``bxb_stream.config.EventRules``). Every field has a default.
+and ``rules`` for ``bxb_runtime.config.EventRules``). Every field has a default.
 Any invalid value raises ``ConfigError`` naming the full context key. Unknown
 ``bxb:`` keys are errors too, so a typo cannot silently fall back to a default.
 
@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bxb_stream import layout
-from bxb_stream.config import ConfigError, EventRules
+from bxb_runtime import layout
+from bxb_runtime.clickhouse.tables import DEFAULT_DATABASE
+from bxb_runtime.config import EventRules
+from bxb_runtime.settings import ROLE_ARN, ConfigError, Settings, setting
 
 PREFIX = "bxb:"
 
@@ -71,7 +73,6 @@ LOG_RETENTION_DAYS = (
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 _HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{2,1224}$")
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{2,64}$")
@@ -80,60 +81,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
-def _spec(
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    choices: tuple[object, ...] | None = None,
-    pattern: re.Pattern[str] | None = None,
-    blank: bool = False,
-    doc: str = "",
-) -> dict[str, Any]:
-    """Validation metadata for a config field (read by ``_check``)."""
-    return {"low": low, "high": high, "choices": choices, "pattern": pattern, "blank": blank, "doc": doc}
+_setting = setting
 
 
-def _setting(default: Any, **spec: Any) -> Any:
-    return field(default=default, metadata=_spec(**spec))
-
-
-class _Section:
-    """Validation shared by every config dataclass: each field checked against its metadata."""
+class _Section(Settings):
+    """A group of context keys, ``bxb:<SECTION>.<field>`` (top level: ``bxb:<field>``)."""
 
     SECTION: ClassVar[str] = ""
 
-    @classmethod
-    def key(cls, name: str) -> str:
-        return f"{PREFIX}{cls.SECTION}.{name}" if cls.SECTION else f"{PREFIX}{name}"
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if f.metadata:
-                _check(self.key(f.name), getattr(self, f.name), hints[f.name], f.metadata)
-
-
-def _check(key: str, value: Any, kind: Any, spec: Mapping[str, Any]) -> None:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"must be true or false, got {value!r}")
-        return
-    if kind is int and (type(value) is not int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ConfigError(key, f"must be a number, got {value!r}")
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"must be a string, got {value!r}")
-        if value == "" and spec["blank"]:
-            return
-        if spec["pattern"] is not None and not spec["pattern"].match(value):
-            raise ConfigError(key, f"invalid value {value!r} ({spec['doc'] or spec['pattern'].pattern})")
-    if spec["choices"] is not None and value not in spec["choices"]:
-        raise ConfigError(key, f"must be one of {', '.join(map(str, spec['choices']))}; got {value!r}")
-    low, high = spec["low"], spec["high"]
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(key, f"must be in [{low}, {high}], got {value!r}")
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.KEY_PREFIX = f"{PREFIX}{cls.SECTION}." if cls.SECTION else PREFIX
 
 
 @dataclass(frozen=True)
@@ -208,7 +166,7 @@ class ClickHouseConfig(_Section):
 
     # HTTPS interface of ClickHouse, used by the ingest Lambda (HTTP path). Required with http.
     url: str = _setting("", pattern=_HTTPS_URL, blank=True, doc="an https:// URL")
-    database: str = _setting("bxb", pattern=_DB_NAME, doc="a ClickHouse database name")
+    database: str = _setting(DEFAULT_DATABASE, pattern=_DB_NAME, doc="a ClickHouse database name")
     # Name of an existing Secrets Manager secret holding {"username": ..., "password": ...}.
     secret_name: str = _setting("bxb/clickhouse", pattern=_SECRET_NAME, doc="a Secrets Manager secret name")
     # Who assumes the S3 read role: ClickHouse Cloud's IAM role ARN, or an account id. Blank = this account.
@@ -220,7 +178,7 @@ class ClickHouseConfig(_Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.s3_principal and not (_ROLE_ARN.match(self.s3_principal) or _ACCOUNT.match(self.s3_principal)):
+        if self.s3_principal and not (ROLE_ARN.match(self.s3_principal) or _ACCOUNT.match(self.s3_principal)):
             raise ConfigError(self.key("s3_principal"), "must be an IAM role ARN or a 12-digit account id")
         if self.s3_principal and not (self.s3_external_id or self.s3_role_session_name):
             raise ConfigError(
@@ -323,10 +281,12 @@ class PipelineConfig(_Section):
     def ingest_env(self) -> dict[str, str]:
         """The part of the ingest Lambda's environment that comes from config (secrets are added by CDK)."""
         # The ingest function stamps the organization on dead letters, so it gets the event rules too.
+        from bxb_runtime.ingest.service import IngestSettings
+
         return {
             **self.rules.to_env(),
-            "BXB_CLICKHOUSE_URL": self.clickhouse.url,
-            "BXB_CLICKHOUSE_DATABASE": self.clickhouse.database,
+            IngestSettings.env_name("clickhouse_url"): self.clickhouse.url,
+            IngestSettings.env_name("database"): self.clickhouse.database,
         }
 
     # --- context mapping ---------------------------------------------------------------------
@@ -392,44 +352,20 @@ def _scalar_fields(cls: type) -> list[dataclasses.Field[Any]]:
 
 def _build(cls: type, raw: Mapping[str, Any], **extra: Any) -> Any:
     """Coerce context values (JSON or ``-c`` strings) to the field types, then construct ``cls``."""
-    hints = typing.get_type_hints(cls)
     section = next((n for n, c in _SECTIONS.items() if c is cls), "")
-    kwargs: dict[str, Any] = dict(extra)
-    for name, value in raw.items():
-        key = _key(section, name) if section else f"{PREFIX}{name}"
-        kwargs[name] = _coerce(key, value, hints[name])
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        if cls is EventRules:  # EventRules names its own fields; name the context key instead
-            raise ConfigError(f"{PREFIX}rules.{exc.key}", str(exc).split(": ", 1)[1]) from None
-        raise
-
-
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    if not isinstance(value, str) or kind is str:
-        return value  # JSON-typed already (or a string field): validated by the dataclass
-    text = value.strip()
-    if kind is bool:
-        if text.lower() in ("true", "1"):
-            return True
-        if text.lower() in ("false", "0"):
-            return False
-        raise ConfigError(key, f"must be true or false, got {value!r}")
-    try:
-        return int(text) if kind is int else float(text)
-    except ValueError:
-        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if cls is EventRules:  # EventRules keys its errors by field name; name the context key instead
+        return EventRules.from_values(raw, key=lambda name: _key(section, name), **extra)
+    return cls.from_values(raw, **extra)
 
 
 def _check_hooks(spec: str) -> None:
-    """Hooks run inside the transform Lambda, whose asset ships only the bxb_stream package."""
-    from bxb_stream.transform.hooks import HookConfigError, load_hooks
+    """Hooks run inside the transform Lambda, whose asset ships only the bxb_runtime package."""
+    from bxb_runtime.transform.hooks import HookConfigError, load_hooks
 
     key = f"{PREFIX}rules.hooks"
     for entry in (part.strip() for part in spec.split(",")):
-        if entry and entry.partition(":")[0].split(".")[0] != "bxb_stream":
-            raise ConfigError(key, f"hook {entry!r} must live in the bxb_stream package (the only one deployed)")
+        if entry and entry.partition(":")[0].split(".")[0] != "bxb_runtime":
+            raise ConfigError(key, f"hook {entry!r} must live in the bxb_runtime package (the only one deployed)")
     try:
         load_hooks(spec)
     except HookConfigError as exc:

@@ -40,9 +40,9 @@ from typing import Any
 
 import msgspec
 
-from bxb_stream import layout
+from bxb_runtime import layout
 
-# The project's error prefixes (bxb_stream/layout.py), as the stacks configure them.
+# The project's error prefixes (bxb_runtime/layout.py), as the stacks configure them.
 PROJECT_PREFIXES: tuple[str, ...] = (
     layout.FIREHOSE_ERROR_PREFIX,  # Firehose A (S3 path): transform and Parquet conversion failures
     layout.FIREHOSE_HTTP_BACKUP_ERROR_PREFIX,  # Firehose B (HTTP path): transform failures
@@ -358,7 +358,7 @@ def validator_reason(rules: Any) -> Callable[[ErrorRecord], str | None]:
     """For a record the transform refused, the event validator's verdict on its raw data at its
     original arrival time: the transform's ``error_code`` (``unknown_field:timestmap``...), or
     None if it passes now (a hook refused it, or the rules differ)."""
-    from bxb_stream.events.validate import EventError, normalize_bytes
+    from bxb_runtime.events.validate import EventError, normalize_bytes
 
     def reason(record: ErrorRecord) -> str | None:
         if record.error_code != PROCESSING_FAILED_CODE or record.arrival_ms is None:

@@ -51,9 +51,13 @@ from typing import Any
 
 import msgspec
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import read_line
+from bxb_runtime.events.schema import FIELDS, Origin
+from bxb_runtime.events.validate import normalize_bytes
 from bxb_stream.aws_errors import fails_every_call
-from bxb_stream.config import EventRules
 from bxb_stream.error_output import (
     PROJECT_PREFIXES,
     CodeSummary,
@@ -66,10 +70,6 @@ from bxb_stream.error_output import (
     summarize,
     validator_reason,
 )
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import read_line
-from bxb_stream.events.schema import FIELDS, Origin
-from bxb_stream.events.validate import normalize_bytes
 from bxb_stream.firehose.naming import object_name
 from bxb_stream.producer import DeliveryFailure, Producer, iso_timestamp
 from bxb_stream.producer import limits as L

@@ -1,12 +1,13 @@
 """Lambda assets built without Docker.
 
-An asset is ``lambdas/<function>/`` + the ``bxb_stream`` package + third-party
+An asset is ``lambdas/<function>/`` + the ``bxb_runtime`` package (the only project code a
+Lambda runs; the ``bxb_stream`` tooling stays out) + third-party
 wheels for Lambda's arm64 / Python 3.12, installed by ``pip --platform`` into the
 bundle directory. CDK calls ``try_bundle`` first; it never falls back to Docker
 here because a failure raises with pip's output.
 
 The asset hash is computed from the files that go in (and the dependency and
-platform spec), so editing ``bxb_stream`` redeploys both functions, and skipping
+platform spec), so editing ``bxb_runtime`` redeploys both functions, and skipping
 bundling (context ``aws:cdk:bundling-stacks`` = ``[]``, as the tests do) keeps
 the same hash.
 """
@@ -25,7 +26,7 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "bxb_stream"
+PACKAGE = "bxb_runtime"
 PYTHON_VERSION = "3.12"
 # Lambda's Python 3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels fit (pyarrow ships only those).
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
@@ -86,7 +87,7 @@ def asset_fingerprint(root: Path, function_dir: str, requirements: Sequence[str]
 
 @jsii.implements(ILocalBundling)
 class LocalPythonBundler:
-    """Copies the handler and ``bxb_stream`` into the bundle, then pip-installs wheels for arm64."""
+    """Copies the handler and ``bxb_runtime`` into the bundle, then pip-installs wheels for arm64."""
 
     def __init__(self, root: Path, function_dir: str, requirements: Sequence[str]) -> None:
         self.root = root
@@ -112,7 +113,7 @@ class LocalPythonBundler:
 def python_code(function_dir: str, requirements: Sequence[str], root: Path = REPO_ROOT) -> lambda_.Code:
     """Lambda code for ``<function_dir>`` (handler path ``<function_dir>/handler.handler``)."""
     return lambda_.Code.from_asset(
-        # Only the asset's identity: the bundler copies <function_dir> and bxb_stream itself. The parent
+        # Only the asset's identity: the bundler copies <function_dir> and bxb_runtime itself. The parent
         # directory keeps synth working while a function's handler is still being written.
         str((root / function_dir).parent),
         asset_hash_type=AssetHashType.CUSTOM,

@@ -18,8 +18,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from bxb_runtime.layout import ERRORS_PREFIX
 from bxb_stream.deployment import DATA_PREFIX, ERROR_PREFIX, PARQUET_PREFIXES, S3PathConfig
-from bxb_stream.layout import ERRORS_PREFIX
 from stacks.logs import LogGroups
 from stacks.nag import acknowledge, logical_id
 from stacks.storage import EventsTable

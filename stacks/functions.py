@@ -19,7 +19,7 @@ POWERTOOLS_ACCOUNT = "017000801446"
 # boto3 comes from the runtime and Powertools from the layer (or POWERTOOLS_REQUIREMENTS, bundled);
 # the rest is bundled, pinned as in requirements.txt.
 TRANSFORM_DIR, TRANSFORM_REQUIREMENTS = "lambdas/transform", pinned("msgspec", "pybase64")
-INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec", "pybase64", "pyarrow")
+INGEST_DIR, INGEST_REQUIREMENTS = "lambdas/ingest", pinned("clickhouse-connect", "msgspec", "pybase64")
 POWERTOOLS_REQUIREMENTS = pinned("aws-lambda-powertools")
 
 

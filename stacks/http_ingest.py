@@ -20,8 +20,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from bxb_runtime.ingest.service import IngestSettings
+from bxb_runtime.layout import HTTP_BACKUP_PREFIX as HTTP_BACKUP_ROOT
 from bxb_stream.deployment import HTTP_BACKUP_ERROR_PREFIX, HTTP_BACKUP_PREFIX, PipelineConfig
-from bxb_stream.layout import HTTP_BACKUP_PREFIX as HTTP_BACKUP_ROOT
 from stacks.delivery import FirehoseDestinationRole, kinesis_delivery_stream, transform_processor
 from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS, FunctionProps, Powertools, PythonFunction
 from stacks.logs import LogGroups
@@ -30,7 +31,7 @@ from stacks.nag import acknowledge
 # The HTTP backup writes under http-backup/ and its error output under http-backup-errors/.
 HTTP_WRITE_PREFIXES: tuple[str, ...] = (HTTP_BACKUP_ROOT, HTTP_BACKUP_ERROR_PREFIX.split("!", 1)[0])
 # The ingest function compares X-Amz-Firehose-Source-Arn with this variable.
-SOURCE_ARN_ENV = "BXB_FIREHOSE_SOURCE_ARN"
+SOURCE_ARN_ENV = IngestSettings.env_name("source_arn")
 
 
 def default_access_key_props(config: PipelineConfig, key: kms.IKey) -> dict[str, Any]:
@@ -150,8 +151,9 @@ class HttpIngest(Construct):
             log_name="ingest",
             powertools=powertools,
         )
-        self.ingest.function.add_environment("BXB_CLICKHOUSE_SECRET_ARN", self.clickhouse_secret.secret_arn)
-        self.ingest.function.add_environment("BXB_ACCESS_KEY_SECRET_ARN", self.access_key.secret_arn)
+        env = IngestSettings.env_name
+        self.ingest.function.add_environment(env("clickhouse_secret_arn"), self.clickhouse_secret.secret_arn)
+        self.ingest.function.add_environment(env("access_key_secret_arn"), self.access_key.secret_arn)
         self.clickhouse_secret.grant_read(self.ingest.function)
         self.access_key.grant_read(self.ingest.function)
         self.url = self.ingest.function.add_function_url(**default_function_url_props())

@@ -9,8 +9,8 @@ from aws_cdk import App, CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from bxb_runtime.layout import ARCHIVE_PREFIX
 from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, PipelineConfig
-from bxb_stream.layout import ARCHIVE_PREFIX
 from stacks.delivery import ParquetDelivery
 from stacks.functions import Powertools, PythonFunction, default_transform_function_props
 from stacks.http_ingest import HttpIngest

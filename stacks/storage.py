@@ -9,9 +9,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from bxb_runtime.events.schema import glue_columns
+from bxb_runtime.layout import ARCHIVE_PREFIX
 from bxb_stream.deployment import PARQUET_PREFIXES, ClickHouseConfig, S3PathConfig
-from bxb_stream.events.schema import glue_columns
-from bxb_stream.layout import ARCHIVE_PREFIX
 from stacks.nag import acknowledge, logical_id
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -104,7 +104,7 @@ class ArchiveStorage(Construct):
 class EventsTable(Construct):
     """Glue database + table: the schema Firehose converts JSON to Parquet with.
 
-    Columns come from ``bxb_stream.events.schema.glue_columns()`` only. The table declares no
+    Columns come from ``bxb_runtime.events.schema.glue_columns()`` only. The table declares no
     partition keys: Firehose's prefixes repeat ``organization_id`` (a data column) and Hive
     forbids a partition named like a column; the table exists for the conversion schema.
     """

@@ -117,7 +117,7 @@ class ClickHouseStack:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from bxb_stream.events.schema import arrow_schema
+        from bxb_runtime.events.schema import arrow_schema
 
         schema = arrow_schema()
         table = pa.Table.from_pylist([dict(e) for e in events], schema=schema)

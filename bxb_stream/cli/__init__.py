@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from bxb_stream.cli._failures import UserError, explain
 from bxb_stream.cli._parser import Parser
+from bxb_stream.local import relay as _relay  # noqa: F401  (registers local+http:// for every --url)
 
 __all__ = ["Parser", "UserError", "build_parser", "dispatch", "main"]
 

@@ -6,11 +6,11 @@ Anything else is a bug, and keeps its traceback.
 
 Exception types that belong to other packages are matched here by type (imported lazily,
 so a command that never touches ClickHouse does not import its client), never by editing
-those packages: ``ConfigError`` (bxb_stream.config), ``PlanError`` (bxb_stream.plan),
+those packages: ``ConfigError`` (bxb_runtime.config), ``PlanError`` (bxb_stream.plan),
 ``ClientUrlError`` (bxb_stream.clickhouse.client), ``UsageQueryError``
 (bxb_stream.clickhouse.usage), ``PeriodError`` and ``LateError`` (bxb_stream.clickhouse.periods,
 .late), ``MigrationError`` (bxb_stream.clickhouse.migrations),
-``EngineError`` (bxb_stream.clickhouse.engine), ``HookConfigError`` (bxb_stream.transform.hooks),
+``EngineError`` (bxb_stream.clickhouse.engine), ``HookConfigError`` (bxb_runtime.transform.hooks),
 the local query relay's refusals
 (``bxb_stream.local.relay``), clickhouse-connect's errors, botocore's, and OS errors.
 """
@@ -129,7 +129,7 @@ Describe = Callable[[Any], str | None]
 
 def _known(target: str | None) -> list[tuple[Any, Describe]]:
     """(exception type(s), describer) rows, first match wins; a describer may decline with None."""
-    from bxb_stream.config import ConfigError
+    from bxb_runtime.config import ConfigError
     from bxb_stream.plan.errors import PlanError
 
     table: list[tuple[Any, Describe]] = [
@@ -143,7 +143,7 @@ def _known(target: str | None) -> list[tuple[Any, Describe]]:
     table += _optional("bxb_stream.clickhouse.late", "LateError", str)
     table += _optional("bxb_stream.clickhouse.migrations", "MigrationError", str)
     table += _optional("bxb_stream.clickhouse.engine", "EngineError", str)
-    table += _optional("bxb_stream.transform.hooks", "HookConfigError", lambda exc: f"hooks: {exc}")
+    table += _optional("bxb_runtime.transform.hooks", "HookConfigError", lambda exc: f"hooks: {exc}")
     table += _optional("clickhouse_connect.driver.exceptions", "Error", _clickhouse)
     table += _optional("botocore.exceptions", "BotoCoreError", _boto)
     table += _optional("botocore.exceptions", "ClientError", _boto)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bxb_stream.config import ConfigError
+from bxb_runtime.config import ConfigError
 
 SERVE_MAX_SECONDS = 7 * 86_400
 DEMO_EVENTS = 200_000

@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import msgspec
 
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import EventError
 from bxb_stream.cli._failures import UserError
-from bxb_stream.config import EventRules
-from bxb_stream.events.validate import EventError
 from bxb_stream.producer import LEGACY, AggregationPolicy, DeliveryFailure, Limits, Producer
 from bxb_stream.producer import limits as L
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from bxb_stream.config import EventRules
-from bxb_stream.transform import Transformer, load_hooks
-from bxb_stream.transform.contract import SourceRecord, firehose_event
-from bxb_stream.transform.process import CONFLICT, is_rejection
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import Transformer, load_hooks
+from bxb_runtime.transform.process import CONFLICT, is_rejection
+from bxb_stream.firehose.invocation import SourceRecord, firehose_event
 
 
 def register(subparsers: Any) -> None:

@@ -5,12 +5,14 @@
 - ``embedded``                                  : the embedded engine on ``$BXB_CLICKHOUSE_DATA_DIR``
                                                   (default ``.bxb/clickhouse``)
 - ``local+http://127.0.0.1:PORT``               : read-only queries through a running
-                                                  ``bxb-stream local --serve`` (it owns the engine)
+                                                  ``bxb-stream local --serve`` (it owns the engine);
+                                                  ``bxb_stream.local.relay`` registers this scheme
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +25,16 @@ class ClientUrlError(ValueError):
     pass
 
 
+# More schemes, registered by the tooling that serves them (the local query relay): the client
+# module never imports upward.
+_SCHEMES: dict[str, Callable[[str], Any]] = {}
+
+
+def register(scheme: str, factory: Callable[[str], Any]) -> None:
+    """``connect`` builds a client for ``scheme://...`` URLs with ``factory(url)``."""
+    _SCHEMES[scheme] = factory
+
+
 def connect(url: str) -> Any:
     parts = urlsplit(url)
     if url == "embedded":
@@ -32,10 +44,8 @@ def connect(url: str) -> Any:
         if not path or parts.netloc in ("memory", ":memory:"):
             raise ClientUrlError(f"the embedded engine needs a directory, like chdb:///tmp/bxb-ch; got {url!r}")
         return engine.start(path).client()
-    if parts.scheme == "local+http":
-        from bxb_stream.local.relay import RelayClient
-
-        return RelayClient(url)
+    if parts.scheme in _SCHEMES:
+        return _SCHEMES[parts.scheme](url)
     if parts.scheme in ("http", "https") and parts.hostname:
         import clickhouse_connect
 

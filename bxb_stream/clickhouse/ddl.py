@@ -100,11 +100,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.events import schema
+from bxb_runtime.events.schema import Field
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode, Deployment
 from bxb_stream.clickhouse.status import queue_keeper_path
-from bxb_stream.events import schema
-from bxb_stream.events.schema import Field
 
 # Schema version -> the migration that brings ClickHouse to it (versions after 1; version 1 is
 # migrations 1-3). Adding a field in version N adds one line here: (N, the next free number).

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse import ledger, periods, status
-from bxb_stream.clickhouse import tables as t
 
 
 @dataclass

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse import periods
-from bxb_stream.clickhouse import tables as t
 
 DECISIONS = ("accept", "reject")
 _COLUMNS = ("transaction_id", "external_customer_id", "code", "timestamp", "value", "decimal_value", "reason")

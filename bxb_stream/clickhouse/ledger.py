@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
 
 PAYLOAD = ("external_customer_id", "code", "timestamp", "properties", "value", "decimal_value")
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.events import schema
 from bxb_stream.clickhouse.ddl import (
     SCHEMA_MIGRATIONS,
     Migration,
@@ -24,7 +25,6 @@ from bxb_stream.clickhouse.ddl import (
     quote,
 )
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
-from bxb_stream.events import schema
 
 log = logging.getLogger(__name__)
 

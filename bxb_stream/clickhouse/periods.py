@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
-from bxb_stream.config import ORG_ID_PATTERN
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.config import ORG_ID_PATTERN
 
 
 class PeriodError(ValueError):

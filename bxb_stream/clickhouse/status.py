@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
 
 
 def queue_keeper_path(database: str, queue: str = "") -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse.ddl import MARK
 
 

@@ -1,6 +1,6 @@
 """HTTP endpoint destination: Firehose's HTTP delivery request, response check, retries and S3 backup.
 
-Protocol (docs: firehose/latest/dev/httpdeliveryrequestresponse.html):
+Protocol (``bxb_runtime.wire.firehose_http``; https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html):
 - POST, headers ``X-Amz-Firehose-Protocol-Version: 1.0``, ``X-Amz-Firehose-Request-Id``
   (the same on every retry of one batch), ``X-Amz-Firehose-Source-Arn``,
   ``X-Amz-Firehose-Access-Key``, ``X-Amz-Firehose-Common-Attributes``,
@@ -31,12 +31,13 @@ from typing import Any
 
 import msgspec
 
+from bxb_runtime.wire import firehose_http as wire
 from bxb_stream.firehose.records import HTTP_ENDPOINT_FAILED, Failure, Record, resolve_all
 from bxb_stream.firehose.retry import Retrier
 from bxb_stream.firehose.s3 import ErrorOutput
 from bxb_stream.firehose.settings import MIB, HttpSettings
 
-MAX_RECORDS_PER_REQUEST = 10_000
+MAX_RECORDS_PER_REQUEST = wire.MAX_RECORDS
 MAX_BODY_BYTES = 64 * MIB
 MAX_RESPONSE_BYTES = 1 * MIB
 _RECORD_JSON_OVERHEAD = 12  # {"data":""},
@@ -95,15 +96,15 @@ class HttpDestination:
         self._size = 0
         self._opened = 0.0
         self._headers = {
-            "X-Amz-Firehose-Protocol-Version": "1.0",
-            "X-Amz-Firehose-Source-Arn": source_arn,
-            "X-Amz-Firehose-Common-Attributes": msgspec.json.encode(
+            wire.PROTOCOL_VERSION_HEADER: wire.PROTOCOL_VERSION,
+            wire.SOURCE_ARN_HEADER: source_arn,
+            wire.COMMON_ATTRIBUTES_HEADER: msgspec.json.encode(
                 {"commonAttributes": dict(settings.common_attributes)}
             ).decode(),
             "Content-Type": "application/json",
         }
         if settings.access_key is not None:
-            self._headers["X-Amz-Firehose-Access-Key"] = settings.access_key
+            self._headers[wire.ACCESS_KEY_HEADER] = settings.access_key
         if settings.gzip:
             self._headers["Content-Encoding"] = "gzip"
 
@@ -165,15 +166,14 @@ class HttpDestination:
         stats = self.stats
         stats.batches += 1
         request_id = str(uuid.uuid4())
-        payload = msgspec.json.encode(
-            {
-                "requestId": request_id,
-                "timestamp": int(self.wall() * 1000),
-                "records": [{"data": binascii.b2a_base64(d, newline=False).decode("ascii")} for d in data],
-            }
-        )
+        request: wire.Request = {
+            "requestId": request_id,
+            "timestamp": int(self.wall() * 1000),
+            "records": [{"data": binascii.b2a_base64(d, newline=False).decode("ascii")} for d in data],
+        }
+        payload = msgspec.json.encode(request)
         body = gzip.compress(payload, compresslevel=6) if self.settings.gzip else payload
-        headers = dict(self._headers, **{"X-Amz-Firehose-Request-Id": request_id})
+        headers = dict(self._headers, **{wire.REQUEST_ID_HEADER: request_id})
         started = self.monotonic()
         delay = 1.0
         attempts = 0
@@ -189,7 +189,7 @@ class HttpDestination:
                 self.on_settled()
                 stats.delivered += len(records)
                 return
-            if result.status == 413:
+            if result.status == wire.TOO_LARGE_STATUS:
                 break  # permanent: no retry
             wait = min(delay, self.settings.max_backoff_s) * self.rng.uniform(0.85, 1.15)
             if self.monotonic() - started + wait > self.settings.retry_duration_s:
@@ -231,8 +231,11 @@ class HttpDestination:
             code = "HttpEndpoint.RequestTimeout" if isinstance(exc, TimeoutError) else "HttpEndpoint.ConnectionFailed"
             return Attempt(None, False, code, f"{type(exc).__name__}: {exc}")
         answer = _parse_answer(raw)
-        detail = str(answer.get("errorMessage", ""))[:8192] if answer else raw[:256].decode("utf-8", "replace")
-        if status == 200:
+        if answer:
+            detail = str(answer.get("errorMessage", ""))[: wire.MAX_ERROR_MESSAGE]
+        else:
+            detail = raw[:256].decode("utf-8", "replace")
+        if status == wire.OK_STATUS:
             if length is None or len(raw) > MAX_RESPONSE_BYTES or answer is None:
                 return Attempt(status, False, "HttpEndpoint.InvalidResponseFromDestination", "malformed 200 response")
             if answer.get("requestId") != request_id:

@@ -34,8 +34,8 @@ from typing import Any
 
 import msgspec
 
-from bxb_stream.events.lines import read_lines
-from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
+from bxb_runtime.events.lines import read_lines
+from bxb_runtime.events.schema import FIELDS, Kind, arrow_schema
 
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-18)
 _DECIMAL_LIMIT = Decimal(10) ** 20

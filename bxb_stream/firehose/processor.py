@@ -28,10 +28,11 @@ from typing import Any
 
 import msgspec
 
+from bxb_runtime.wire.firehose_processor import Result
+from bxb_stream.firehose.invocation import firehose_event, judge_wire
 from bxb_stream.firehose.records import PROCESSING_FAILED, Failure, Record
 from bxb_stream.firehose.settings import LAMBDA_PAYLOAD_LIMIT, ProcessorSettings
 from bxb_stream.firehose.timing import CHECK, INVOKE, REQUEST, TRANSFORM, Stages
-from bxb_stream.transform.contract import firehose_event, judge_wire
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -215,9 +216,9 @@ class Processor:
         results, datas, keys = judged.results, judged.datas, judged.keys
         for i, record in enumerate(records):
             result = results[i]
-            if result == "Ok":
+            if result == Result.OK:
                 ok.append((record, datas[i], keys[i]))
-            elif result == "Dropped":
+            elif result == Result.DROPPED:
                 dropped.append(record)
             else:
                 reason = judged.errors[i] or "Lambda.ProcessingFailed"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from bxb_stream.transform.contract import SourceRecord
+from bxb_stream.firehose.invocation import SourceRecord
 
 if TYPE_CHECKING:
     from bxb_stream.firehose.checkpoint import ShardLedger

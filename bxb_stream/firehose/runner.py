@@ -22,7 +22,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from bxb_stream.config import EventRules
+from bxb_runtime.config import EventRules
 from bxb_stream.firehose.checkpoint import CheckpointStore
 from bxb_stream.firehose.clock import Clock, SystemClock
 from bxb_stream.firehose.http import HttpDestination
@@ -92,7 +92,7 @@ class DeliveryStream:
             rng=rng,
         )
         if handler is None:
-            from bxb_stream.transform import Transformer
+            from bxb_runtime.transform import Transformer
 
             handler = Transformer(rules or EventRules(), clock=clock.time).process
         if s3_client is None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bxb_runtime.layout import ARCHIVE_PREFIX
 from bxb_stream.clickhouse import status
-from bxb_stream.layout import ARCHIVE_PREFIX
 
 log = logging.getLogger(__name__)
 

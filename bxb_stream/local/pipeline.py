@@ -29,16 +29,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings
+from bxb_runtime.ingest.rows import Trust
+from bxb_runtime.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
+from bxb_runtime.transform import Transformer, load_hooks
+from bxb_runtime.transform.process import is_rejection
 from bxb_stream.clickhouse import engine as ch_engine
 from bxb_stream.clickhouse import ledger, migrations, status
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.retry import Abandoned
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
-from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings
-from bxb_stream.ingest.rows import Trust
-from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.local import capabilities
 from bxb_stream.local import settings as local_settings
 from bxb_stream.local.archiver import ProcessedArchiver
@@ -47,8 +49,6 @@ from bxb_stream.local.function_url import FunctionUrlServer
 from bxb_stream.local.reconcile import Expected, PathCounts, account
 from bxb_stream.producer import LEGACY, Producer
 from bxb_stream.producer.synthetic import Expect, generate
-from bxb_stream.transform import Transformer, load_hooks
-from bxb_stream.transform.process import is_rejection
 
 ACCESS_KEY_SECRET = "bxb/local/firehose-access-key"
 STOP_TIMEOUT_S = 20.0  # stop(): runners flush within this, or leave the rest before their checkpoints

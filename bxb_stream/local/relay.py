@@ -28,6 +28,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from bxb_stream.clickhouse import client as clickhouse_client
 from bxb_stream.local.loopback import LoopbackServer
 
 SCHEME = "local+http"
@@ -195,3 +196,6 @@ def _handler(
             return
 
     return Relay
+
+
+clickhouse_client.register(SCHEME, RelayClient)  # clickhouse.client.connect("local+http://...")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bxb_stream.config import ConfigError
+from bxb_runtime.config import ConfigError
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.plan.compute import Plan
 from bxb_stream.plan.errors import PlanError

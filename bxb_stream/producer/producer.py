@@ -41,10 +41,10 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import EventError, decode, normalize
 from bxb_stream import kpl
 from bxb_stream.aws_errors import RETRYABLE_SERVICE_CODES, CallFailure, classify
-from bxb_stream.config import EventRules
-from bxb_stream.events.validate import EventError, decode, normalize
 from bxb_stream.producer import limits as L
 from bxb_stream.producer.policies import AggregationPolicy, PartitioningPolicy, RetryPolicy, check_explicit_hash_key
 

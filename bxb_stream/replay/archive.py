@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.config import ORG_ID_PATTERN
 from bxb_stream.clickhouse import ledger, status
-from bxb_stream.clickhouse import tables as t
-from bxb_stream.config import ORG_ID_PATTERN
 from bxb_stream.firehose.naming import object_time
 
 # events/ first: an object S3Queue moves while we list is then still found under archive/.
@@ -152,7 +152,7 @@ def _event_columns(table: Any) -> Any:
     timestamps in another unit)."""
     import pyarrow as pa
 
-    from bxb_stream.events.schema import arrow_schema
+    from bxb_runtime.events.schema import arrow_schema
 
     wanted = [f for f in arrow_schema() if f.name in table.column_names]
     return table.select([f.name for f in wanted]).cast(pa.schema(wanted))
@@ -263,7 +263,7 @@ class _Batch:
     def flush(self) -> None:
         import pyarrow as pa
 
-        from bxb_stream.ingest.service import INSERT_SETTINGS
+        from bxb_runtime.ingest.service import INSERT_SETTINGS
 
         if not self.tables:
             return

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.transform import Transformer, load_hooks
+from bxb_runtime.transform.process import is_rejection
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.firehose.runner import DeliveryStats, DeliveryStream
 from bxb_stream.local import settings as local_settings
-from bxb_stream.transform import Transformer, load_hooks
-from bxb_stream.transform.process import is_rejection
 
 QUIET_ROUNDS = 2  # polls in a row that read nothing at the tip of every shard: the replay is done
 IDLE_SLEEP_S = 0.2

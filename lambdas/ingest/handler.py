@@ -1,6 +1,6 @@
-"""Firehose HTTP-endpoint Lambda (function URL): a thin shell over bxb_stream.ingest.
+"""Firehose HTTP-endpoint Lambda (function URL): a thin shell over bxb_runtime.ingest.
 
-Environment:
+Environment (read by ``IngestSettings.from_env``; a missing required one fails the cold start naming it):
   BXB_CLICKHOUSE_URL          e.g. https://abc.eu-west-1.aws.clickhouse.cloud:8443 (or chdb:///path locally)
   BXB_CLICKHOUSE_DATABASE     database holding events_raw and the dead-letter table
   BXB_CLICKHOUSE_SECRET_ARN   secret JSON {"username": ..., "password": ...}; unset for no credentials
@@ -12,38 +12,31 @@ Environment:
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-import boto3
-import clickhouse_connect
+import botocore.session
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Outcome
+from bxb_runtime.clickhouse import client as clickhouse
+from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings, Outcome
 
 logger = Logger(service="bxb-ingest")
 metrics = Metrics(namespace="bxb-stream", service="ingest")
 
-_secrets = boto3.client("secretsmanager")
+SETTINGS = IngestSettings.from_env()
+# botocore, not boto3: boto3 also imports s3transfer, about half of this module's cold import.
+_secrets = botocore.session.get_session().create_client("secretsmanager")
 
 
 def _client() -> Any:
     """Connect lazily, so a cold start while ClickHouse is down still answers 503."""
-    kwargs: dict[str, Any] = {"connect_timeout": 5, "send_receive_timeout": 60}
-    secret_arn = os.environ.get("BXB_CLICKHOUSE_SECRET_ARN")
-    if secret_arn:
-        creds = json.loads(_secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
-        kwargs.update(username=creds["username"], password=creds["password"])
-    return clickhouse_connect.get_client(dsn=os.environ["BXB_CLICKHOUSE_URL"], **kwargs)
+    return clickhouse.connect(
+        SETTINGS.clickhouse_url, **clickhouse.credentials(_secrets, SETTINGS.clickhouse_secret_arn)
+    )
 
 
-SERVICE = IngestService(
-    AccessKeys(_secrets, os.environ["BXB_ACCESS_KEY_SECRET_ARN"]),
-    _client,
-    IngestSettings.from_env(os.environ),
-)
+SERVICE = IngestService(AccessKeys(_secrets, SETTINGS.access_key_secret_arn), _client, SETTINGS)
 
 
 @metrics.log_metrics

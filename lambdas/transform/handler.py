@@ -1,4 +1,4 @@
-"""Firehose data-transformation Lambda: a thin shell over bxb_stream.transform."""
+"""Firehose data-transformation Lambda: a thin shell over bxb_runtime.transform."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from bxb_stream.config import EventRules
-from bxb_stream.transform import BatchStats, Transformer, load_hooks
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import BatchStats, Transformer, load_hooks
 
 NAMESPACE, SERVICE = "bxb-stream", "transform"
 logger = Logger(service=f"bxb-{SERVICE}")

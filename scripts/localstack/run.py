@@ -352,8 +352,8 @@ def run_cli(endpoint: str, events: int) -> None:
     ]  # fmt: skip
     print("$ bxb-stream " + " ".join(command[3:]), flush=True)
     _run(command, "bxb-stream local")
+    from bxb_runtime.layout import EVENTS_PREFIX
     from bxb_stream.deployment import PipelineConfig
-    from bxb_stream.layout import EVENTS_PREFIX
 
     bucket = f"{PipelineConfig.from_cdk_json(ROOT / 'cdk.json').name}-archive"  # as bxb-stream local names it
     left = _keys_under(endpoint, bucket, EVENTS_PREFIX)

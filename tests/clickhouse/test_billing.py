@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.clickhouse import late, ledger, periods, status
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.clickhouse.ddl import _resolver
 from bxb_stream.clickhouse.usage import query_usage, query_usage_raw, reconcile
 

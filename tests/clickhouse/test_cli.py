@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from bxb_runtime.clickhouse import tables
 from bxb_stream.cli import main
-from bxb_stream.clickhouse import tables
 
 T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
 

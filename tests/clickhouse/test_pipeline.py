@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bxb_stream import layout
+from bxb_runtime import layout
 from bxb_stream.clickhouse import ledger
 from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
 

@@ -8,10 +8,10 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.events.schema import FIELDS, Field, Kind, arrow_schema
 from bxb_stream.clickhouse import migrations
-from bxb_stream.clickhouse import tables as t
-from bxb_stream.events.schema import FIELDS, Field, Kind, arrow_schema
 
 V2 = (*FIELDS, Field("region", Kind.STRING, "Where it happened.", nullable=True, max_length=64, added_in=2))
 STEPS = ((2, 4),)

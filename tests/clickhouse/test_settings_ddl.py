@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from bxb_stream import layout
-from bxb_stream.clickhouse import tables
+from bxb_runtime import layout
+from bxb_runtime.clickhouse import tables
+from bxb_runtime.config import ConfigError
+from bxb_runtime.events.schema import clickhouse_columns
 from bxb_stream.clickhouse.ddl import migrations, render_sql
 from bxb_stream.clickhouse.settings import ClickHouseSettings, CredentialsMode
-from bxb_stream.config import ConfigError
-from bxb_stream.events.schema import clickhouse_columns
 
 BUCKET = "https://bxb-events.s3.eu-west-1.amazonaws.com"
 ROLE = "arn:aws:iam::123456789012:role/clickhouse-s3"

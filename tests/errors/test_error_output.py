@@ -17,9 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.config import EventRules
 from bxb_stream.cli import main
-from bxb_stream.config import EventRules
 from bxb_stream.error_output import (
     PROJECT_PREFIXES,
     KeyPattern,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bxb_stream.config import EventRules
+from bxb_runtime.config import EventRules
 
 NOW_MS = 1_790_000_000_000  # 2026-09-21, fixed so tests do not depend on the clock
 

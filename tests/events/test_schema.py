@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pyarrow as pa
 
-from bxb_stream.events import schema
-from bxb_stream.events.lines import OutputEvent, to_line
-from bxb_stream.events.validate import InputEvent, normalize
+from bxb_runtime.events import schema
+from bxb_runtime.events.lines import OutputEvent, to_line
+from bxb_runtime.events.validate import InputEvent, normalize
 
 ARROW_TO_GLUE = {
     pa.string(): "string",

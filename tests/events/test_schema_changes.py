@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bxb_runtime.events.schema import FIELDS, RELEASED, Field, Kind, Origin, SchemaChangeError, check_history
 from bxb_stream.clickhouse.ddl import SchemaMigrationError, migrations
 from bxb_stream.clickhouse.settings import ClickHouseSettings
-from bxb_stream.events.schema import FIELDS, RELEASED, Field, Kind, Origin, SchemaChangeError, check_history
 
 ADDED = Field("region", Kind.STRING, "Where it happened.", nullable=True, max_length=64, added_in=2)
 
@@ -84,9 +84,10 @@ def test_a_schema_version_without_its_migration_is_refused_naming_the_field():
 _FIELD_LINE = '    Field("region", Kind.STRING, "Where it happened.", nullable=True, max_length=64, added_in=2),\n'
 _PROBE = r"""
 import json, msgspec
-from bxb_stream.config import EventRules
-from bxb_stream.events import lines, schema, table, validate
-from bxb_stream.events.errors import EventError
+from bxb_runtime.config import EventRules
+from bxb_runtime.events import lines, schema, validate
+from bxb_stream import event_table as table
+from bxb_runtime.events.errors import EventError
 from bxb_stream.clickhouse.ddl import migrations
 from bxb_stream.clickhouse.settings import ClickHouseSettings
 
@@ -116,16 +117,16 @@ print(json.dumps({
 
 
 def _edited_package(tmp_path: Path, field_line: str, steps: str) -> Path:
-    """A copy of the package with ``field_line`` appended to FIELDS and ``steps`` as SCHEMA_MIGRATIONS."""
-    package = Path(__file__).resolve().parents[2] / "bxb_stream"
-    copy = tmp_path / "bxb_stream"
-    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    schema_py = copy / "events" / "schema.py"
+    """A copy of the packages with ``field_line`` appended to FIELDS and ``steps`` as SCHEMA_MIGRATIONS."""
+    root = Path(__file__).resolve().parents[2]
+    for package in ("bxb_runtime", "bxb_stream"):
+        shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    schema_py = tmp_path / "bxb_runtime" / "events" / "schema.py"
     text = schema_py.read_text()
     anchor = "        origin=Origin.PIPELINE,\n    ),\n)\n"
     assert text.count(anchor) == 1
     schema_py.write_text(text.replace(anchor, "        origin=Origin.PIPELINE,\n    ),\n" + field_line + ")\n"))
-    ddl_py = copy / "clickhouse" / "ddl.py"
+    ddl_py = tmp_path / "bxb_stream" / "clickhouse" / "ddl.py"
     default = "SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = ()"
     assert default in ddl_py.read_text()
     ddl_py.write_text(ddl_py.read_text().replace(default, f"SCHEMA_MIGRATIONS: tuple[tuple[int, int], ...] = {steps}"))
@@ -151,9 +152,9 @@ def test_one_edit_of_the_schema_flows_to_the_transform_the_table_glue_and_clickh
 
 _REMOVED_PROBE = r"""
 import json
-from bxb_stream.config import EventRules
-from bxb_stream.events import schema, validate
-from bxb_stream.events.errors import EventError
+from bxb_runtime.config import EventRules
+from bxb_runtime.events import schema, validate
+from bxb_runtime.events.errors import EventError
 
 rules = EventRules(organization_id="org_1")
 at = {"arrival_ms": 1767225600000, "ingested_ms": 1767225600000}

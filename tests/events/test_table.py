@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.events.lines import read_lines, to_line
-from bxb_stream.events.schema import arrow_schema
-from bxb_stream.events.table import from_events, read_table
-from bxb_stream.events.validate import normalize
+from bxb_runtime.events.lines import read_lines, to_line
+from bxb_runtime.events.schema import arrow_schema
+from bxb_runtime.events.validate import normalize
+from bxb_stream.event_table import from_events, read_table
 
 from .conftest import NOW_MS
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import (
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import (
     KPL_MAGIC,
     EventError,
     decode,

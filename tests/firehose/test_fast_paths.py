@@ -14,15 +14,15 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from bxb_stream.config import EventRules
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import Transformer
 from bxb_stream.firehose.checkpoint import ShardLedger
+from bxb_stream.firehose.invocation import SourceRecord, check_response, firehose_event, judge_wire
 from bxb_stream.firehose.parquet import ParquetBuffer, convert_lines, convert_record
 from bxb_stream.firehose.records import Record
 from bxb_stream.firehose.s3 import ErrorOutput, S3Destination, S3Writer
 from bxb_stream.firehose.settings import S3Settings
 from bxb_stream.producer.synthetic import generate
-from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, check_response, firehose_event, judge_wire
 
 
 def transformed(n: int, seed: int = 3) -> tuple[list[bytes], list[dict[str, Any]]]:

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from bxb_stream.events.schema import arrow_schema
+from bxb_runtime.events.schema import arrow_schema
 from bxb_stream.firehose.parquet import ConversionError, ParquetBuffer, convert_record
 
 BASE = {

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from bxb_stream.config import EventRules
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import Transformer
 from bxb_stream.firehose.checkpoint import ShardLedger
 from bxb_stream.firehose.clock import ManualClock
 from bxb_stream.firehose.processor import Processor
 from bxb_stream.firehose.records import PROCESSING_FAILED, Record, error_line
 from bxb_stream.firehose.settings import ProcessorSettings
-from bxb_stream.transform import Transformer
 
 ARN = "arn:aws:firehose:us-east-1:123456789012:deliverystream/t"
 SRC = "arn:aws:kinesis:us-east-1:123456789012:stream/t"

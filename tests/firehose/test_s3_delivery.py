@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bxb_stream.config import EventRules
+from bxb_runtime.config import EventRules
 from bxb_stream.firehose.clock import ManualClock
 from bxb_stream.firehose.runner import DeliveryStream
 from bxb_stream.firehose.settings import ProcessorSettings

@@ -8,10 +8,11 @@ import json
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.ingest.rows import Trust, build_batch
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.ingest.protocol import decode_records
+from bxb_runtime.ingest.rows import Trust, build_batch
 
 NOW_MS = 1_790_000_000_000
 RULES = EventRules(organization_id="org_1")
@@ -43,16 +44,12 @@ PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[Healt
 
 
 @PROFILE
-@given(st.lists(LINES, min_size=1, max_size=10), st.booleans())
-def test_every_record_is_stored_or_dead_lettered_once(lines, decoded_by_the_parser):
+@given(st.lists(LINES, min_size=1, max_size=10))
+def test_every_record_is_stored_or_dead_lettered_once(lines):
     texts = [base64.b64encode(line).decode() for line in lines]
-    batch = build_batch(
-        "req-1",
-        lambda: texts,
-        Trust("org_1"),
-        lines if decoded_by_the_parser else None,  # the request parser decoded them already, or not
-        now_ms=NOW_MS,
-    )
+    decoded = decode_records(texts)
+    assert decoded == lines  # the request parser's one decode gives back every record
+    batch = build_batch("req-1", texts, decoded, Trust("org_1"), now_ms=NOW_MS)
     assert batch.rows + batch.dead_rows == len(lines)
     event("all stored" if not batch.dead_rows else "some dead-lettered")
     indexes = batch.dead[2]
@@ -64,6 +61,6 @@ def test_every_record_is_stored_or_dead_lettered_once(lines, decoded_by_the_pars
 @PROFILE
 @given(st.lists(st.text(max_size=60), min_size=1, max_size=6))
 def test_records_that_are_not_base64_are_dead_lettered_as_they_came(texts):
-    batch = build_batch("req-2", lambda: texts, Trust("org_1"), None, now_ms=NOW_MS)
+    batch = build_batch("req-2", texts, decode_records(texts), Trust("org_1"), now_ms=NOW_MS)
     assert batch.rows + batch.dead_rows == len(texts)
     assert sorted(batch.dead[2]) == sorted(set(batch.dead[2]))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import boto3
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_MS = int(time.time() * 1000)  # the child checks ingested_at against its own clock

@@ -7,18 +7,19 @@ import gzip
 import json
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 import boto3
 import clickhouse_connect
 import pytest
 from moto import mock_aws
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
-from bxb_stream.ingest.rows import Trust
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.ingest import AccessKeys, IngestService, IngestSettings, Limits
+from bxb_runtime.ingest.rows import Trust
+from bxb_runtime.wire import firehose_http as wire
 
 NOW_MS = 1_790_000_000_000
 KEY = "k3y-current-0123456789"
@@ -287,3 +288,22 @@ def test_a_request_from_another_delivery_stream_is_refused(service, ingest_db):
     response, _ = svc.handle(fn_url_event([line("a")]))  # the fixture's stream is .../bxb-http
     assert status(response) == 401 and "delivery stream" in body(response)["errorMessage"]
     assert stored(ingest_db) == []
+
+
+def test_each_record_is_decoded_from_base64_exactly_once(service, ingest_db, monkeypatch):
+    from bxb_runtime.ingest import protocol
+
+    decoded: list[int] = []
+    real = protocol.b64decode
+
+    def counting(text: Any, validate: bool = False) -> bytes:
+        decoded.append(len(text))
+        return real(text, validate=validate)
+
+    monkeypatch.setattr(protocol, "b64decode", counting)
+    records = [line("a"), line("b"), b"not json\n"]
+    response, outcome = service().handle(fn_url_event(records))
+    assert status(response) == 200 and outcome.rows_inserted == 2 and outcome.dead_lettered == 1
+    # One call for the function URL's transport encoding of the body, then one per record.
+    assert len(decoded) == 1 + len(records)
+    assert set(body(response)) <= set(get_type_hints(wire.Response))

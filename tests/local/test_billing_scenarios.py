@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import to_line
+from bxb_runtime.events.validate import normalize
+from bxb_runtime.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.clickhouse import late, ledger, periods, status
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
-from bxb_stream.config import EventRules
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.events.lines import to_line
-from bxb_stream.events.validate import normalize
-from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
 from bxb_stream.producer.synthetic import Expect, Expectation
 

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from bxb_stream.clickhouse import tables as t
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, partition_prefix
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, partition_prefix
 from bxb_stream.local import capabilities
 from bxb_stream.local.archiver import ProcessedArchiver
 from bxb_stream.local.pipeline import LocalOptions, LocalPipeline

@@ -19,10 +19,10 @@ from typing import Any
 import boto3
 import pytest
 
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, partition_prefix
 from bxb_stream.clickhouse import migrations, status
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.layout import ARCHIVE_PREFIX, EVENTS_PREFIX, partition_prefix
 from bxb_stream.local import capabilities
 from bxb_stream.local import settings as local_settings
 from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
@@ -83,7 +83,7 @@ def test_s3queue_own_move_leaves_the_original_on_localstack(move_queue, s3, buck
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bxb_stream.events.schema import arrow_schema
+    from bxb_runtime.events.schema import arrow_schema
 
     client, database = move_queue
     at = datetime(2026, 3, 1, 10, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.schema import INPUT_FIELDS
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.schema import INPUT_FIELDS
 from bxb_stream.producer import LEGACY, Producer
 
 GOOD = {"transaction_id": "t", "external_customer_id": "c", "code": "x"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from bxb_runtime.events.validate import EventError
 from bxb_stream import kpl
-from bxb_stream.events.validate import EventError
 from bxb_stream.producer import CURRENT, AggregationPolicy, Limits, PartitioningPolicy, Producer
 from bxb_stream.producer import limits as L
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.validate import EventError
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import EventError
 from bxb_stream.producer import PartitioningPolicy, Producer, ProducerClosedError
 from bxb_stream.producer.synthetic import Expect, generate
 

@@ -15,12 +15,13 @@ from typing import Any
 import boto3
 import pytest
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import normalize_bytes
+from bxb_runtime.transform import Transformer
 from bxb_stream.cli import main
 from bxb_stream.clickhouse.settings import ClickHouseSettings
-from bxb_stream.config import EventRules
 from bxb_stream.error_output import PROJECT_PREFIXES, ErrorObject, ErrorRecord, KeyPattern
-from bxb_stream.events.validate import normalize_bytes
 from bxb_stream.firehose.naming import evaluate_prefix, object_name
 from bxb_stream.producer import LEGACY
 from bxb_stream.redrive import (
@@ -34,7 +35,6 @@ from bxb_stream.redrive import (
     redrive,
     redriven_key,
 )
-from bxb_stream.transform import Transformer
 
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 RULES = EventRules(organization_id="org-r")

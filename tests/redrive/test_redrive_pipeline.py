@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.clickhouse import tables as t
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.validate import canonical_properties
 from bxb_stream.clickhouse import ledger
-from bxb_stream.clickhouse import tables as t
-from bxb_stream.config import EventRules
 from bxb_stream.deployment import PipelineConfig
-from bxb_stream.events.validate import canonical_properties
 from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
 from bxb_stream.local.reconcile import compare_usage
 from bxb_stream.producer import LEGACY

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from bxb_stream import layout
+from bxb_runtime import layout
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.cli import main
 from bxb_stream.clickhouse import ledger, migrations, status
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.local import settings as local_settings
 from bxb_stream.local.pipeline import LocalPipeline
 from bxb_stream.local.reconcile import HOUR_MS, compare_usage
@@ -58,7 +58,7 @@ def unmoved_object(pipeline: LocalPipeline, count: int) -> tuple[str, list[dict[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bxb_stream.events.schema import arrow_schema
+    from bxb_runtime.events.schema import arrow_schema
 
     assert pipeline.targets is not None
     pipeline.client.command(f"DETACH TABLE {pipeline.paths['s3'].database}.{t.EVENTS_QUEUE_MV}")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from bxb_runtime.clickhouse import tables as t
 from bxb_stream.cli import main
 from bxb_stream.clickhouse import ledger
-from bxb_stream.clickhouse import tables as t
 from bxb_stream.firehose.settings import SettingsError, SourceSettings
 from bxb_stream.producer.synthetic import Expect
 from bxb_stream.replay.kinesis import KinesisReplayError, check_retention, replay

@@ -87,7 +87,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Synth:
             "bxb:http.ingest_max_concurrency": "5",
             "bxb:alarms.email": "oncall@example.com",
             "bxb:http.backup_mode": "all",
-            "bxb:rules.hooks": "bxb_stream.transform.example_hooks:customer_tier",
+            "bxb:rules.hooks": "bxb_runtime.transform.example_hooks:customer_tier",
             "bxb:rules.multi_tenant": "true",
         },
     )

@@ -19,10 +19,12 @@ def tree(tmp_path: Path) -> Path:
     (root / "lambdas" / "fn" / "handler.py").write_text("def handler(event, context):\n    return event\n")
     (root / "lambdas" / "other").mkdir()
     (root / "lambdas" / "other" / "handler.py").write_text("x = 1\n")
-    (root / "bxb_stream" / "__pycache__").mkdir(parents=True)
-    (root / "bxb_stream" / "__init__.py").write_text("")
-    (root / "bxb_stream" / "mod.py").write_text("A = 1\n")
-    (root / "bxb_stream" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"junk")
+    (root / "bxb_runtime" / "__pycache__").mkdir(parents=True)
+    (root / "bxb_runtime" / "__init__.py").write_text("")
+    (root / "bxb_runtime" / "mod.py").write_text("A = 1\n")
+    (root / "bxb_runtime" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"junk")
+    (root / "bxb_stream").mkdir()  # the tooling: never shipped
+    (root / "bxb_stream" / "cli.py").write_text("B = 1\n")
     return root
 
 
@@ -41,7 +43,7 @@ def test_bundle_copies_handler_and_package_only(tree: Path, tmp_path: Path) -> N
     out.mkdir()
     assert LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out)) is True
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["bxb_stream/__init__.py", "bxb_stream/mod.py", "lambdas/fn/handler.py"]
+    assert files == ["bxb_runtime/__init__.py", "bxb_runtime/mod.py", "lambdas/fn/handler.py"]
 
 
 def test_bundle_refuses_a_function_without_handler(tree: Path, tmp_path: Path) -> None:
@@ -60,10 +62,12 @@ def test_fingerprint_follows_every_input(tree: Path) -> None:
     assert asset_fingerprint(tree, "lambdas/fn", ["msgspec"]) == base
     assert asset_fingerprint(tree, "lambdas/fn", ["msgspec", "clickhouse-connect"]) != base
     assert asset_fingerprint(tree, "lambdas/other", ["msgspec"]) != base
-    (tree / "bxb_stream" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"other junk")
+    (tree / "bxb_runtime" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"other junk")
     assert asset_fingerprint(tree, "lambdas/fn", ["msgspec"]) == base  # caches do not count
-    (tree / "bxb_stream" / "mod.py").write_text("A = 2\n")
-    assert asset_fingerprint(tree, "lambdas/fn", ["msgspec"]) != base  # shared package does
+    (tree / "bxb_stream" / "cli.py").write_text("B = 2\n")
+    assert asset_fingerprint(tree, "lambdas/fn", ["msgspec"]) == base  # the tooling is not shipped
+    (tree / "bxb_runtime" / "mod.py").write_text("A = 2\n")
+    assert asset_fingerprint(tree, "lambdas/fn", ["msgspec"]) != base  # the runtime package is
 
 
 def test_real_transform_sources_bundle(tmp_path: Path) -> None:
@@ -71,7 +75,8 @@ def test_real_transform_sources_bundle(tmp_path: Path) -> None:
     out.mkdir()
     LocalPythonBundler(REPO, "lambdas/transform", ()).try_bundle(str(out))
     assert (out / "lambdas" / "transform" / "handler.py").is_file()
-    assert (out / "bxb_stream" / "events" / "schema.py").is_file()
+    assert (out / "bxb_runtime" / "events" / "schema.py").is_file()
+    assert not (out / "bxb_stream").exists()
     assert not list(out.rglob("__pycache__"))
     shutil.rmtree(out)
 

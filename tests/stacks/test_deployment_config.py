@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bxb_stream.config import ConfigError, EventRules
+from bxb_runtime.config import ConfigError, EventRules
 from bxb_stream.deployment import (
     DATA_PREFIX,
     ERROR_PREFIX,
@@ -81,8 +81,8 @@ def test_non_bxb_context_is_ignored() -> None:
         ({"bxb:rules.organization_id": "acme corp"}, "bxb:rules.organization_id", "must match"),
         ({"bxb:rules.future_skew_seconds": -1}, "bxb:rules.future_skew_seconds", "integer in"),
         ({"bxb:rules.multi_tenant": "yes"}, "bxb:rules.multi_tenant", "true or false"),
-        ({"bxb:rules.hooks": "os:getcwd"}, "bxb:rules.hooks", "bxb_stream package"),
-        ({"bxb:rules.hooks": "bxb_stream.nope:f"}, "bxb:rules.hooks", "cannot import"),
+        ({"bxb:rules.hooks": "os:getcwd"}, "bxb:rules.hooks", "bxb_runtime package"),
+        ({"bxb:rules.hooks": "bxb_runtime.nope:f"}, "bxb:rules.hooks", "cannot import"),
         ({"bxb:clickhouse.url": "http://ch:8123"}, "bxb:clickhouse.url", "https://"),
         ({"bxb:clickhouse.s3_principal": "clickhouse"}, "bxb:clickhouse.s3_principal", "role ARN"),
         ({"bxb:clickhouse.s3_external_id": "x"}, "bxb:clickhouse.s3_external_id", "2-1224"),
@@ -126,7 +126,7 @@ def test_direct_construction_validates_too() -> None:
 
 
 def test_embeds_event_rules_for_the_transform_environment() -> None:
-    hooks = "bxb_stream.transform.example_hooks:customer_tier"
+    hooks = "bxb_runtime.transform.example_hooks:customer_tier"
     config = PipelineConfig.from_context({"bxb:rules.hooks": hooks, "bxb:rules.organization_id": "acme"})
     assert isinstance(config.rules, EventRules)
     env = config.transform_env()

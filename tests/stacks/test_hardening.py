@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from bxb_runtime.layout import ARCHIVE_PREFIX, ERRORS_PREFIX, HTTP_BACKUP_PREFIX
 from bxb_stream.deployment import PARQUET_PREFIXES, PipelineConfig
-from bxb_stream.layout import ARCHIVE_PREFIX, ERRORS_PREFIX, HTTP_BACKUP_PREFIX
 
 from .conftest import CH_SESSION, Synth
 from .test_stack import as_list, getatt, statements

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from bxb_runtime.events.schema import glue_columns
+from bxb_runtime.layout import ARCHIVE_PREFIX
 from bxb_stream.deployment import (
     DATA_PREFIX,
     ERROR_PREFIX,
@@ -15,8 +17,6 @@ from bxb_stream.deployment import (
     HTTP_BACKUP_PREFIX,
     PARQUET_PREFIXES,
 )
-from bxb_stream.events.schema import glue_columns
-from bxb_stream.layout import ARCHIVE_PREFIX
 
 from .conftest import CH_ROLE, CH_URL, TOPIC_ARN, Synth
 
@@ -235,7 +235,7 @@ def test_transform_function(full: Synth) -> None:
     assert props["Architectures"] == ["arm64"]
     assert props["Handler"] == "lambdas/transform/handler.handler"
     assert props["Environment"]["Variables"] == full.config.rules.to_env()
-    assert props["Environment"]["Variables"]["BXB_HOOKS"] == "bxb_stream.transform.example_hooks:customer_tier"
+    assert props["Environment"]["Variables"]["BXB_HOOKS"] == "bxb_runtime.transform.example_hooks:customer_tier"
     assert props["Environment"]["Variables"]["BXB_MULTI_TENANT"] == "true"
     (layer,) = props["Layers"]
     assert layer == {

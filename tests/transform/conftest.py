@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bxb_stream.config import EventRules
-from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, firehose_event
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import Transformer
+from bxb_stream.firehose.invocation import SourceRecord, firehose_event
 
 NOW_MS = 1_790_000_000_000
 SAMPLES = Path(__file__).parent / "samples"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from typing import get_type_hints
 
-from bxb_stream.transform.contract import SourceRecord, check_response, firehose_event
+from bxb_runtime.wire import firehose_processor as wire
+from bxb_stream.firehose.invocation import SourceRecord, check_response, firehose_event
 
 
 def request(n: int = 3) -> dict:
@@ -22,6 +24,19 @@ def test_request_has_firehose_shape():
     assert set(record) == {"recordId", "approximateArrivalTimestamp", "data", "kinesisRecordMetadata"}
     assert base64.b64decode(record["data"]) == b"r0"
     assert len({r["recordId"] for r in req["records"]}) == 2
+
+
+def test_request_keys_are_the_wire_contracts():
+    req = request(1)
+    assert set(req) == set(get_type_hints(wire.Request))
+    assert set(req["records"][0]) == set(get_type_hints(wire.RequestRecord))
+    assert set(req["records"][0]["kinesisRecordMetadata"]) == set(get_type_hints(wire.KinesisRecordMetadata))
+
+
+def test_results_are_the_three_firehose_names():
+    assert {str(r) for r in wire.Result} == {"Ok", "Dropped", "ProcessingFailed"} == wire.RESULTS
+    answer = check_response(request(1), {"records": [ok(request(1)["records"][0]["recordId"])]})
+    assert answer[0].result is wire.Result.OK
 
 
 def test_a_good_response_is_read_record_by_record():

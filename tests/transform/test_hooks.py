@@ -9,9 +9,10 @@ import types
 
 import pytest
 
-from bxb_stream.config import EventRules
-from bxb_stream.transform import HookConfigError, Transformer, load_hooks
-from bxb_stream.transform.example_hooks import customer_tier, drop_test_customers
+from bxb_runtime.config import EventRules
+from bxb_runtime.transform import DROP, HookConfigError, Transformer, load_hooks
+from bxb_runtime.transform.example_hooks import customer_tier, drop_test_customers
+from bxb_runtime.wire.firehose_processor import Result
 
 NOW_MS = 1_790_000_000_000
 
@@ -36,7 +37,13 @@ def hook_module(monkeypatch):
     def double(event):
         return {**event, "value": (event["value"] or 1.0) * 2}
 
-    for fn in (explode, add_field, wrong_type, move_org, double):
+    def drop_all(event):
+        return DROP
+
+    def drop_all_with_none(event):  # hooks written before DROP
+        return None
+
+    for fn in (explode, add_field, wrong_type, move_org, double, drop_all, drop_all_with_none):
         setattr(module, fn.__name__, fn)
     module.not_callable = 42
     monkeypatch.setitem(sys.modules, "team_hooks", module)
@@ -70,7 +77,7 @@ def line(record: dict) -> dict:
 
 
 def test_load_hooks_parses_module_function_entries(hook_module):
-    hooks = load_hooks(" team_hooks:double , bxb_stream.transform.example_hooks:customer_tier ,")
+    hooks = load_hooks(" team_hooks:double , bxb_runtime.transform.example_hooks:customer_tier ,")
     assert [h.name for h in hooks] == ["double", "customer_tier"]
     assert load_hooks("") == ()
 
@@ -93,6 +100,14 @@ def test_hooks_run_in_order_and_change_the_event(hook_module):
     records, _ = run("team_hooks:double,team_hooks:double", ev(value=1.5))
     assert records[0]["result"] == "Ok"
     assert line(records[0])["value"] == 6.0
+
+
+@pytest.mark.parametrize("hook", ["drop_all", "drop_all_with_none"])
+def test_a_hook_drops_with_the_drop_sentinel_or_none(hook_module, hook):
+    records, stats = run(f"team_hooks:double,team_hooks:{hook},team_hooks:explode", ev(tid="a"), ev(tid="b"))
+    assert [r["result"] for r in records] == [Result.DROPPED, Result.DROPPED]  # later hooks never run
+    assert stats.reasons == {f"hook_dropped:{hook}": 2}
+    assert repr(DROP) == "DROP"
 
 
 def test_a_hook_exception_fails_that_record_only(hook_module):
@@ -118,11 +133,11 @@ def test_what_a_hook_returns_is_checked_against_the_schema(hook_module, hook, co
 
 def test_example_filter_drops_test_customers(monkeypatch):
     monkeypatch.setenv("BXB_TEST_CUSTOMER_PREFIXES", "test_,qa_")
-    from bxb_stream.transform import example_hooks
+    from bxb_runtime.transform import example_hooks
 
     example_hooks._test_prefixes.cache_clear()
     records, stats = run(
-        "bxb_stream.transform.example_hooks:drop_test_customers",
+        "bxb_runtime.transform.example_hooks:drop_test_customers",
         ev("test_alice", "1"),
         ev("cust_bob", "2"),
         ev("qa_carol", "3"),
@@ -134,11 +149,11 @@ def test_example_filter_drops_test_customers(monkeypatch):
 
 def test_example_enrichment_adds_the_customer_tier(monkeypatch):
     monkeypatch.setenv("BXB_CUSTOMER_TIERS", json.dumps({"cust_gold": "gold"}))
-    from bxb_stream.transform import example_hooks
+    from bxb_runtime.transform import example_hooks
 
     example_hooks._tiers.cache_clear()
     records, _ = run(
-        "bxb_stream.transform.example_hooks:customer_tier",
+        "bxb_runtime.transform.example_hooks:customer_tier",
         ev("cust_gold", "1", properties={"plan": "pro"}),
         ev("cust_other", "2"),
     )

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.schema import arrow_schema
-from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import check_response
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.schema import arrow_schema
+from bxb_runtime.transform import Transformer
+from bxb_stream.firehose.invocation import check_response
 
 NOW_MS = 1_790_000_000_000
 HOUR_MS = 3_600_000

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.schema import INPUT_FIELDS
-from bxb_stream.transform import Transformer
-from bxb_stream.transform.contract import SourceRecord, check_response, firehose_event
-from bxb_stream.transform.hooks import Hook
-from bxb_stream.transform.process import MAX_RESPONSE_BYTES
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.schema import INPUT_FIELDS
+from bxb_runtime.transform import Transformer
+from bxb_runtime.transform.hooks import Hook
+from bxb_runtime.transform.process import MAX_RESPONSE_BYTES
+from bxb_stream.firehose.invocation import SourceRecord, check_response, firehose_event
 
 NOW_MS = 1_790_000_000_000
 GOOD = {"transaction_id": "tx", "external_customer_id": "c", "code": "api", "timestamp": NOW_MS // 1000 - 60}

@@ -1,4 +1,4 @@
-"""Both sides of the Firehose processor contract, for callers that play Firehose.
+"""Firehose's side of the processor contract (``bxb_runtime.wire.firehose_processor``), for callers that play Firehose.
 
 ``firehose_event`` builds the request exactly as Firehose sends it to the
 transform Lambda (Kinesis source); ``check_response`` judges the answer the way
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import msgspec
 from pybase64 import b64decode, b64encode_as_string
 
-VALID_RESULTS = frozenset({"Ok", "Dropped", "ProcessingFailed"})
+from bxb_runtime.wire.firehose_processor import RESULTS, Request, Result
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def firehose_event(
     source_stream_arn: str = "arn:aws:kinesis:us-east-1:123456789012:stream/bxb-events",
     region: str = "us-east-1",
     invocation_id: str | None = None,
-) -> dict[str, Any]:
+) -> Request:
     return {
         "invocationId": invocation_id or str(uuid.uuid4()),
         "deliveryStreamArn": delivery_stream_arn,
@@ -85,13 +85,13 @@ class Verdict:
     """Firehose's reading of one input record's answer."""
 
     record_id: str
-    result: str  # Ok | Dropped | ProcessingFailed
+    result: str  # a Result
     data: bytes  # decoded output (Ok) or b"" (other results)
     partition_keys: dict[str, str]
     error: str | None = None  # why Firehose counts it failed, if it does
 
 
-def check_response(request: dict[str, Any], response: Any) -> list[Verdict]:
+def check_response(request: Request | dict[str, Any], response: Any) -> list[Verdict]:
     """Judge a processor response as Firehose does: a missing or unknown recordId,
     a result outside Ok/Dropped/ProcessingFailed, or bad base64 fails that record."""
     answers: dict[str, Any] = {}
@@ -120,9 +120,9 @@ def check_response(request: dict[str, Any], response: Any) -> list[Verdict]:
         result = item.get("result") if item else None
         data = b""
         keys: dict[str, str] = {}
-        if error is None and result not in VALID_RESULTS:
+        if error is None and result not in RESULTS:
             error = f"invalid result {result!r}"
-        if error is None and result == "Ok":
+        if error is None and result == Result.OK:
             try:
                 data = b64decode(item.get("data", ""), validate=True)
             except (binascii.Error, ValueError, TypeError):
@@ -131,10 +131,10 @@ def check_response(request: dict[str, Any], response: Any) -> list[Verdict]:
         verdicts.append(
             Verdict(
                 record_id=rid,
-                result="ProcessingFailed" if error else result,
+                result=Result.PROCESSING_FAILED if error else Result(result),
                 data=b"" if error else data,
                 partition_keys=keys,
-                error=error or (None if result != "ProcessingFailed" else "Lambda.ProcessingFailed"),
+                error=error or (None if result != Result.PROCESSING_FAILED else "Lambda.ProcessingFailed"),
             )
         )
     return verdicts
@@ -172,7 +172,7 @@ class _Answer(msgspec.Struct):
     recordId: str  # Firehose's field names
     result: str
     # msgspec reads base64 into bytes in C. It accepts a subset of what a2b_base64(strict_mode=True) accepts
-    # (tests/transform/test_contract_wire.py fuzzes this); anything else fails the typed decode -> general path.
+    # (tests/firehose/test_fast_paths.py fuzzes this); anything else fails the typed decode -> general path.
     data: bytes = b""
     metadata: msgspec.Raw = msgspec.Raw(b"null")  # decoded once per distinct value, below
 
@@ -215,7 +215,7 @@ def _judge_typed(answers: list[_Answer]) -> Judged:
     seen: dict[bytes, Any] = {}  # metadata JSON -> its partition keys
     for answer in answers:
         result = answer.result
-        if result == "Ok":
+        if result == Result.OK:
             datas.append(answer.data)
             raw = bytes(answer.metadata)
             found = seen.get(raw)
@@ -226,13 +226,13 @@ def _judge_typed(answers: list[_Answer]) -> Judged:
         else:
             datas.append(b"")
             keys.append({})
-            if result == "Dropped":
+            if result == Result.DROPPED:
                 errors.append(None)
-            elif result == "ProcessingFailed":
+            elif result == Result.PROCESSING_FAILED:
                 errors.append("Lambda.ProcessingFailed")
             else:
                 errors.append(f"invalid result {result!r}")
-                result = "ProcessingFailed"
+                result = Result.PROCESSING_FAILED
         results.append(result)
     return Judged(results, datas, keys, errors)
 

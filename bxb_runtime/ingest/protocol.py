@@ -1,4 +1,4 @@
-"""Firehose HTTP-endpoint delivery, as seen from a Lambda function URL.
+"""Firehose HTTP-endpoint delivery (``bxb_runtime.wire.firehose_http``), as seen from a Lambda function URL.
 
 Request (function-URL event): lower-cased ``headers``; ``body`` (base64 when
 ``isBase64Encoded``), JSON ``{requestId, timestamp, records: [{data}]}``,
@@ -6,23 +6,31 @@ gzip-compressed when ``Content-Encoding: gzip``.
 
 Response: ``{requestId, timestamp, errorMessage?}`` with Content-Length. Only
 200 is success; 413 is permanent; Firehose retries anything else.
+
+Each record's base64 is decoded exactly once, here (``decode_records``); its text is kept
+as received for a dead letter.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import time
 import zlib
-from dataclasses import dataclass, field
-from operator import attrgetter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from pybase64 import b64decode
 
-PROTOCOL_VERSION = "1.0"
-MAX_RECORDS = 10_000
-MAX_ERROR_MESSAGE = 8_192
+from bxb_runtime.wire import firehose_http as wire
+
+PROTOCOL_VERSION = wire.PROTOCOL_VERSION
+MAX_RECORDS = wire.MAX_RECORDS
+MAX_ERROR_MESSAGE = wire.MAX_ERROR_MESSAGE
+_ACCESS_KEY = wire.lower(wire.ACCESS_KEY_HEADER)
+_SOURCE_ARN = wire.lower(wire.SOURCE_ARN_HEADER)
+_REQUEST_ID = wire.lower(wire.REQUEST_ID_HEADER)
 
 
 class ProtocolError(Exception):
@@ -41,101 +49,80 @@ class Limits:
     max_decompressed_bytes: int = 64 * 1024 * 1024  # Firehose's own ceiling for one request
 
 
-@dataclass
+@dataclass(frozen=True)
 class FirehoseRequest:
     request_id: str
-    timestamp_ms: int
-    lines: list[bytes] | None  # every record decoded, when all were valid base64 (decoded once, in C)
-    body: bytes  # the JSON body, for the records' text as received (dead letters only)
-    headers: dict[str, str] = field(default_factory=dict)
-    _texts: list[str] | None = None
-
-    @property
-    def source_arn(self) -> str:
-        return self.headers.get("x-amz-firehose-source-arn", "")
-
-    @property
-    def records(self) -> list[str]:
-        """Each record's data as received (base64 text): read from the body on first use only."""
-        if self._texts is None:
-            self._texts = [r.data for r in _body_decoder.decode(self.body).records]
-        return self._texts
+    texts: list[str]  # each record's data as received (base64 text): what a dead letter keeps
+    lines: list[bytes | None]  # each record decoded; None where it is not valid base64
 
 
 class _Record(msgspec.Struct):
     data: str
 
 
-class _DecodedRecord(msgspec.Struct):
-    data: bytes  # msgspec decodes the base64 in C, strictly
-
-
 class _Body(msgspec.Struct):
-    requestId: str  # Firehose's field names
+    requestId: str  # Firehose's field names (wire.Request)
     timestamp: int
     records: list[_Record]
 
 
-class _DecodedBody(msgspec.Struct):
-    requestId: str
-    timestamp: int
-    records: list[_DecodedRecord]
-
-
 _body_decoder = msgspec.json.Decoder(_Body)
-_DATA = attrgetter("data")
-_decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
 
 
 def access_key(event: dict[str, Any]) -> str | None:
-    return _headers(event).get("x-amz-firehose-access-key")
+    return _headers(event).get(_ACCESS_KEY)
 
 
 def source_arn(event: dict[str, Any]) -> str:
-    return _headers(event).get("x-amz-firehose-source-arn", "")
+    return _headers(event).get(_SOURCE_ARN, "")
 
 
 def header_request_id(event: dict[str, Any]) -> str:
-    return _headers(event).get("x-amz-firehose-request-id", "")
+    return _headers(event).get(_REQUEST_ID, "")
 
 
 def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
     """Function-URL event -> FirehoseRequest, or ProtocolError(400 | 413)."""
     headers = _headers(event)
     body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded"):  # the function URL's transport encoding of the whole body
         if len(body) > limits.max_body_bytes * 4 // 3 + 4:
-            raise ProtocolError(413, f"request body is over {limits.max_body_bytes} bytes")
+            raise ProtocolError(wire.TOO_LARGE_STATUS, f"request body is over {limits.max_body_bytes} bytes")
         try:
-            raw = base64.b64decode(body, validate=True)
+            raw = b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError(400, "body is not valid base64") from None
     else:
         raw = body.encode() if isinstance(body, str) else body
     if len(raw) > limits.max_body_bytes:
-        raise ProtocolError(413, f"request body is {len(raw)} bytes, limit {limits.max_body_bytes}")
+        raise ProtocolError(wire.TOO_LARGE_STATUS, f"request body is {len(raw)} bytes, limit {limits.max_body_bytes}")
     if headers.get("content-encoding", "").lower() == "gzip":
         raw = gunzip(raw, limits.max_decompressed_bytes)
     try:
-        parsed: Any = _decoded_body_decoder.decode(raw)  # the common case: one pass, base64 included
-    except msgspec.DecodeError:
-        try:
-            parsed = _body_decoder.decode(raw)  # a record is not base64: keep them as text, judge each
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
+        parsed = _body_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
     if not parsed.requestId:
         raise ProtocolError(400, "requestId is empty")
-    header_id = headers.get("x-amz-firehose-request-id")
+    header_id = headers.get(_REQUEST_ID)
     if header_id and header_id != parsed.requestId:
         raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
     if len(parsed.records) > MAX_RECORDS:
         raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
-    if isinstance(parsed, _DecodedBody):
-        lines = list(map(_DATA, parsed.records))
-        return FirehoseRequest(parsed.requestId, parsed.timestamp, lines, raw, headers)
-    request = FirehoseRequest(parsed.requestId, parsed.timestamp, None, raw, headers)
-    request._texts = [r.data for r in parsed.records]
-    return request
+    texts = [r.data for r in parsed.records]
+    return FirehoseRequest(parsed.requestId, texts, decode_records(texts))
+
+
+def decode_records(texts: Sequence[str]) -> list[bytes | None]:
+    """Each record's bytes (pybase64, SIMD, as strict as binascii's strict mode), or None if not base64."""
+    lines: list[bytes | None] = []
+    append = lines.append
+    for text in texts:
+        try:
+            append(b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            append(None)
+    return lines
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -146,7 +133,7 @@ def gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise ProtocolError(400, f"body is not valid gzip ({exc})") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise ProtocolError(413, f"decompressed body is over {limit} bytes")
+        raise ProtocolError(wire.TOO_LARGE_STATUS, f"decompressed body is over {limit} bytes")
     if not inflater.eof:
         raise ProtocolError(400, "gzip body is truncated")
     return out
@@ -154,7 +141,7 @@ def gunzip(data: bytes, limit: int) -> bytes:
 
 def response(status: int, request_id: str, error: str | None = None) -> dict[str, Any]:
     """Function-URL response in Firehose's documented shape."""
-    body: dict[str, Any] = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
+    body: wire.Response = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
     if error is not None:
         body["errorMessage"] = error[:MAX_ERROR_MESSAGE]
     text = msgspec.json.encode(body).decode()

@@ -10,6 +10,8 @@ particular ClickHouse never reads Firehose's error output).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 EVENTS_PREFIX = "events/"
 ERRORS_PREFIX = "errors/"  # Firehose ErrorOutputPrefix root: errors/<error-output-type>/...
 HTTP_BACKUP_PREFIX = "http-backup/"  # the HTTP delivery stream's S3 backup
@@ -32,11 +34,10 @@ TOP_LEVEL_PREFIXES: tuple[str, ...] = (
     REDRIVEN_PREFIX,
 )
 
+# The transform's partition keys (metadata.partitionKeys), in path order.
+PARTITION_KEYS: tuple[str, ...] = ("organization_id", "date", "hour")
 # Partition path below EVENTS_PREFIX, as Firehose's S3 prefix expression.
-PARTITION_PATH = (
-    "organization_id=!{partitionKeyFromLambda:organization_id}/"
-    "date=!{partitionKeyFromLambda:date}/hour=!{partitionKeyFromLambda:hour}/"
-)
+PARTITION_PATH = "".join(f"{key}=!{{partitionKeyFromLambda:{key}}}/" for key in PARTITION_KEYS)
 
 # How long S3Queue remembers an ingested file (plus a margin). Ingested files leave the
 # queue's glob (ARCHIVE_PREFIX), so this only matters for one whose move failed: it is
@@ -51,6 +52,13 @@ FIREHOSE_HTTP_BACKUP_PREFIX = HTTP_BACKUP_PREFIX
 FIREHOSE_HTTP_BACKUP_ERROR_PREFIX = HTTP_BACKUP_ERRORS_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 
 
+def partition_keys(organization_id: str, timestamp_ms: int) -> dict[str, str]:
+    """The transform's partition keys for an event of this organization and time (UTC)."""
+    at = datetime.fromtimestamp(timestamp_ms // 1000, tz=UTC)
+    return dict(zip(PARTITION_KEYS, (organization_id, at.strftime("%Y-%m-%d"), at.strftime("%H")), strict=True))
+
+
 def partition_prefix(organization_id: str, date: str, hour: str) -> str:
     """Concrete prefix of one partition, e.g. ``events/organization_id=acme/date=2024-05-01/hour=13/``."""
-    return f"{EVENTS_PREFIX}organization_id={organization_id}/date={date}/hour={hour}/"
+    values = dict(zip(PARTITION_KEYS, (organization_id, date, hour), strict=True))
+    return EVENTS_PREFIX + "".join(f"{key}={values[key]}/" for key in PARTITION_KEYS)

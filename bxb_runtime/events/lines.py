@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.schema import FIELDS, Kind
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.schema import FIELDS, Kind
 
 MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 

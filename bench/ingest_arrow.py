@@ -1,4 +1,5 @@
-"""Firehose records -> an Arrow table of events (and dead letters for what does not fit).
+"""The ingest's former Arrow path, kept as the benchmark's baseline (bench/http_ingest.py): records -> an Arrow
+table of events (and dead letters for what does not fit), inserted with ``insert_arrow``.
 
 Each record is one line the transform wrote. When every line is sound the whole
 request is parsed at once by pyarrow's JSON reader (``events.table.read_table``) and
@@ -13,34 +14,18 @@ A dead letter keeps the record's data exactly as received (base64), so it can be
 
 from __future__ import annotations
 
-import binascii
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bxb_stream.clickhouse import tables
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import read_line
-from bxb_stream.events.table import from_events, read_table
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import read_line
+from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, Trust
+from bxb_stream.event_table import from_events, read_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-DEAD_LETTER_COLUMNS: tuple[str, ...] = tables.DEAD_LETTER_COLUMNS
-DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)
-
-
-@dataclass(frozen=True)
-class Trust:
-    """What the ingest re-checks of the fields the transform sets."""
-
-    organization_id: str = ""  # the deployment's organization: every row must carry it ...
-    multi_tenant: bool = False  # ... unless any organization is allowed
-    # ingested_at must lie within [now - max_age, now + skew]: Firehose retries for at most
-    # two hours after buffering, so anything older was not written by this deployment's transform.
-    max_age_ms: int = 7 * 86_400_000
-    skew_ms: int = 300_000
 
 
 @dataclass
@@ -60,29 +45,20 @@ class Batch:
         return len(self.dead[0])
 
 
-Texts = Callable[[], Sequence[str]]  # each record's data as received (base64 text), read on demand
-
-
 def build_batch(
     request_id: str,
-    texts: Texts,
+    texts: Sequence[str],
+    lines: Sequence[bytes | None],
     trust: Trust,
-    lines: list[bytes] | None = None,
     *,
     now_ms: int | None = None,
 ) -> Batch:
     """Records -> one table (and dead letters).
 
-    ``lines`` are the records already decoded (the request parser's one-pass decode, when
-    every record was base64); ``texts`` is then called only if a dead letter needs a record
-    as it was received."""
+    ``lines`` are the records decoded once by the request parser (None where a record is not
+    base64); ``texts`` the records as received, for dead letters."""
     batch = Batch()
-    if lines is None:
-        try:
-            lines = [binascii.a2b_base64(data, strict_mode=True) for data in texts()]
-        except (binascii.Error, ValueError):
-            lines = None
-    table = read_table(lines) if lines else None
+    table = read_table(lines) if lines and None not in lines else None  # type: ignore[arg-type]
     if table is None:
         indexed = _one_by_one(batch, request_id, texts, lines, trust.organization_id)
         if indexed:
@@ -100,25 +76,18 @@ def build_batch(
 
 
 def _one_by_one(
-    batch: Batch, request_id: str, texts: Texts, lines: list[bytes] | None, org: str
+    batch: Batch, request_id: str, texts: Sequence[str], lines: Sequence[bytes | None], org: str
 ) -> list[tuple[int, Any]]:
     """(record index, event) of every sound line; a dead letter for each of the others."""
     events = []
-    count = len(lines) if lines is not None else len(texts())
-    for index in range(count):
-        if lines is not None:
-            line = lines[index]
-        else:
-            data = texts()[index]
-            try:
-                line = binascii.a2b_base64(data, strict_mode=True)
-            except (binascii.Error, ValueError):
-                _dead(batch, request_id, index, data, "not_base64", "record data is not valid base64", org)
-                continue
+    for index, line in enumerate(lines):
+        if line is None:
+            _dead(batch, request_id, index, texts[index], "not_base64", "record data is not valid base64", org)
+            continue
         try:
             events.append((index, read_line(line)))
         except EventError as exc:
-            _dead(batch, request_id, index, texts()[index], exc.code, exc.message, org)
+            _dead(batch, request_id, index, texts[index], exc.code, exc.message, org)
     return events
 
 
@@ -127,7 +96,7 @@ def _trusted(
     request_id: str,
     table: pa.Table,
     rows: list[int],
-    texts: Texts,
+    texts: Sequence[str],
     trust: Trust,
     now_ms: int | None,
 ) -> pa.Table | None:
@@ -159,7 +128,7 @@ def _trusted(
         flagged = pc.and_not(mask, bad) if bad is not None else mask  # one dead letter per row: its first problem
         for position in pc.indices_nonzero(flagged).to_pylist():
             index = rows[position]
-            _dead(batch, request_id, index, texts()[index], code, message, trust.organization_id)
+            _dead(batch, request_id, index, texts[index], code, message, trust.organization_id)
         bad = mask if bad is None else pc.or_(bad, mask)
     return table if bad is None else table.filter(pc.invert(bad))
 
@@ -172,3 +141,7 @@ def _dead(batch: Batch, request_id: str, index: int, raw: str, code: str, messag
     ):
         column.append(value)
     batch.dead_codes[code] = batch.dead_codes.get(code, 0) + 1
+
+
+def insert_events(service: Any, client: Any, batch: Batch, settings: dict[str, Any]) -> None:
+    client.insert_arrow(service._table(service.settings.events_table), batch.events, settings=settings)

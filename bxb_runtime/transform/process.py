@@ -1,8 +1,7 @@
-"""The Firehose data-transformation contract, as a plain function over dicts.
+"""The transform: one Firehose processor request in, its response out, as plain dicts.
 
-In:  {invocationId, deliveryStreamArn, sourceKinesisStreamArn?, region, records: [
-        {recordId, approximateArrivalTimestamp, data (base64), kinesisRecordMetadata?}]}
-Out: {records: [{recordId, result: Ok|Dropped|ProcessingFailed, data (base64), metadata?}]}
+The shapes and results are those of ``bxb_runtime.wire.firehose_processor`` (Firehose's
+data-transformation contract).
 
 Every recordId comes back exactly once, in order, whatever its bytes: anything that
 goes wrong with one record fails that record alone. Ok records carry one
@@ -26,30 +25,38 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from pybase64 import b64decode, b64encode_as_string
 
-from bxb_stream.config import EventRules
-from bxb_stream.events.lines import line_encoder
-from bxb_stream.events.validate import EventError, from_dict, make_normalizer, to_dict
-from bxb_stream.transform.hooks import Hook
+from bxb_runtime import layout
+from bxb_runtime.config import EventRules
+from bxb_runtime.events.lines import line_encoder
+from bxb_runtime.events.validate import EventError, from_dict, make_normalizer, to_dict
+from bxb_runtime.transform.hooks import Hook, is_drop
+from bxb_runtime.wire.firehose_processor import PAYLOAD_LIMIT_BYTES, Metadata, Request, Response, ResponseRecord, Result
 
-OK, DROPPED, FAILED = "Ok", "Dropped", "ProcessingFailed"
+OK, DROPPED, FAILED = Result.OK, Result.DROPPED, Result.PROCESSING_FAILED
 DUPLICATE = "duplicate_in_batch"
 CONFLICT = "conflict_in_batch"  # counted, and answered Ok: the resolver stores it as a conflict
 RESPONSE_TOO_LARGE = "response_too_large"
 INTERNAL_ERROR = "internal_error"
 # Lambda's synchronous response limit is 6 MB; keep a margin for the runtime's framing.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 64 * 1024
+MAX_RESPONSE_BYTES = PAYLOAD_LIMIT_BYTES - 64 * 1024
 
 
 def is_rejection(reason: str) -> bool:
     """Whether a transform reason code sent the record to Firehose's error output (ProcessingFailed),
     rather than counting a copy it dropped or passed on."""
     return reason not in (DUPLICATE, CONFLICT) and not reason.startswith("hook_dropped:")
+
+
+@dataclass(frozen=True, slots=True)
+class HookDropped:
+    """What ``_run_hooks`` gives for a record a hook dropped: the hook's name."""
+
+    hook: str
 
 
 @dataclass
@@ -88,13 +95,13 @@ class Transformer:
         self.hooks = tuple(hooks)
         self.clock = clock
         self.max_response_bytes = max_response_bytes
-        self._partitions: dict[Any, dict[str, Any]] = {}
+        self._partitions: dict[Any, Metadata] = {}
         self._normalize = make_normalizer(rules)
 
-    def process(self, event: dict[str, Any]) -> tuple[dict[str, Any], BatchStats]:
+    def process(self, event: Request) -> tuple[Response, BatchStats]:
         records = event["records"]
         stats = BatchStats(records_in=len(records))
-        out: list[dict[str, Any]] = []
+        out: list[ResponseRecord] = []
         passed: dict[Any, Any] = {}  # (org,) transaction_id -> the copy passed on, or a list of them
         now_ms = int(self.clock() * 1000)
         hooks = self.hooks
@@ -117,9 +124,9 @@ class Transformer:
             try:
                 ev = normalize(raw, record.get("approximateArrivalTimestamp") or now_ms, now_ms)
                 if hooks:
-                    dropped_by, ev = self._run_hooks(ev)
-                    if dropped_by is not None:
-                        out.append(_answer(record_id, DROPPED, data, stats, f"hook_dropped:{dropped_by}"))
+                    ev = self._run_hooks(ev)
+                    if type(ev) is HookDropped:
+                        out.append(_answer(record_id, DROPPED, data, stats, f"hook_dropped:{ev.hook}"))
                         continue
                 org = ev.organization_id
                 # A bare id for the deployment's own organization, (org, id) for others: no tuple on the common path.
@@ -154,11 +161,11 @@ class Transformer:
         stats.conflicts = conflicts
         if conflicts:
             stats.reasons[CONFLICT] += conflicts
-        response = {"records": out}
+        response: Response = {"records": out}
         stats.response_bytes = self._fit_response(records, out, stats)
         return response, stats
 
-    def _fit_response(self, records: list[dict[str, Any]], out: list[dict[str, Any]], stats: BatchStats) -> int:
+    def _fit_response(self, records: Sequence[Any], out: list[ResponseRecord], stats: BatchStats) -> int:
         """Keep the response under Lambda's limit, measured as the runtime will encode it:
         past the limit, fail Ok records from the end (their original data goes to Firehose's
         error output, so nothing is lost). Returns the final size."""
@@ -167,7 +174,8 @@ class Transformer:
         while size > self.max_response_bytes and index >= 0:
             answer = out[index]
             if answer["result"] == OK:
-                failed = {"recordId": answer["recordId"], "result": FAILED, "data": records[index].get("data")}
+                data = records[index].get("data")
+                failed: ResponseRecord = {"recordId": answer["recordId"], "result": FAILED, "data": data}
                 size += entry_size(failed) - entry_size(answer)
                 out[index] = failed
                 stats.results[OK] -= 1
@@ -176,34 +184,27 @@ class Transformer:
             index -= 1
         return size
 
-    def _run_hooks(self, normalized: Any) -> tuple[str | None, Any]:
-        """Run the hooks over the dict form: (name of the hook that dropped it, None) or (None, checked event)."""
+    def _run_hooks(self, normalized: Any) -> Any:
+        """Run the hooks over the dict form: the checked event, or ``HookDropped`` naming the hook that dropped it."""
         ev = to_dict(normalized)
         for hook in self.hooks:
             try:
                 result = hook.function(ev)
             except Exception as exc:  # a team's hook must fail one record, never the batch
                 raise EventError(f"hook_failed:{hook.name}", f"{type(exc).__name__}: {exc}"[:500]) from None
-            if result is None:
-                return hook.name, None
+            if is_drop(result):
+                return HookDropped(hook.name)
             ev = result
         try:
-            return None, from_dict(ev, normalized, self.rules)
+            return from_dict(ev, normalized, self.rules)
         except EventError as exc:
             raise EventError(f"hook_failed:{exc.code}", exc.message) from None
 
-    def _partition(self, organization_id: str, hour: int) -> dict[str, Any]:
+    def _partition(self, organization_id: str, hour: int) -> Metadata:
         """Partition-key metadata, built once per (org, hour) and shared by its records."""
         if len(self._partitions) > 10_000:
             self._partitions.clear()
-        at = datetime.fromtimestamp(hour * 3600, tz=UTC)
-        meta = {
-            "partitionKeys": {
-                "organization_id": organization_id,
-                "date": at.strftime("%Y-%m-%d"),
-                "hour": at.strftime("%H"),
-            }
-        }
+        meta: Metadata = {"partitionKeys": layout.partition_keys(organization_id, hour * 3_600_000)}
         self._partitions[hour if organization_id == self.rules.organization_id else (organization_id, hour)] = meta
         return meta
 
@@ -230,7 +231,7 @@ _response_encoder = msgspec.json.Encoder()
 _GAPS_OK, _GAPS_OTHER = 4 + 3 + 1 + 3 + 2, 3 + 2
 
 
-def response_size(out: list[dict[str, Any]]) -> int:
+def response_size(out: Sequence[ResponseRecord]) -> int:
     """Bytes of ``json.dumps({"records": out})``, exactly: msgspec's compact encoding plus the
     separators' spaces, or json.dumps itself when escaping could differ (non-ASCII text)."""
     response = {"records": out}
@@ -246,7 +247,7 @@ def response_size(out: list[dict[str, Any]]) -> int:
     return len(body) + gaps
 
 
-def entry_size(answer: dict[str, Any]) -> int:
+def entry_size(answer: ResponseRecord) -> int:
     """Bytes of one answer as json.dumps writes it (see ``response_size``)."""
     try:
         body = _response_encoder.encode(answer)
@@ -257,16 +258,16 @@ def entry_size(answer: dict[str, Any]) -> int:
     return len(body) + (_GAPS_OK if "metadata" in answer else _GAPS_OTHER)
 
 
-def _count(stats: BatchStats, result: str, reason: str) -> None:
+def _count(stats: BatchStats, result: Result, reason: str) -> None:
     stats.results[result] += 1
     stats.reasons[reason] += 1
 
 
-def _reject(record_id: str, data: Any, stats: BatchStats, code: str, message: str) -> dict[str, Any]:
+def _reject(record_id: str, data: Any, stats: BatchStats, code: str, message: str) -> ResponseRecord:
     stats.rejections.append(Rejection(record_id, code, message))
     return _answer(record_id, FAILED, data, stats, code)
 
 
-def _answer(record_id: str, result: str, data: Any, stats: BatchStats, reason: str) -> dict[str, Any]:
+def _answer(record_id: str, result: Result, data: Any, stats: BatchStats, reason: str) -> ResponseRecord:
     _count(stats, result, reason)
     return {"recordId": record_id, "result": result, "data": data}

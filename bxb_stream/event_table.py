@@ -23,8 +23,8 @@ import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bxb_stream.events.lines import LINE_TYPES, MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN, framed
-from bxb_stream.events.schema import FIELDS, Kind, arrow_schema
+from bxb_runtime.events.lines import LINE_TYPES, MIN_TIMESTAMP_MS, STORED_DECIMAL_PATTERN, framed
+from bxb_runtime.events.schema import FIELDS, Kind, arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa

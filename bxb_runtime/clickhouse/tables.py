@@ -1,6 +1,6 @@
 """Table names and column lists, for code that reads or writes the tables ``ddl`` creates.
 
-Event columns come from ``bxb_stream.events.schema``; the extra columns of the event
+Event columns come from ``bxb_runtime.events.schema``; the extra columns of the event
 tables have defaults, so an insert may list ``EVENT_COLUMNS`` only.
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 
-from bxb_stream.events.schema import FIELD_NAMES, clickhouse_columns
+from bxb_runtime.events.schema import FIELD_NAMES, clickhouse_columns
+
+DEFAULT_DATABASE = "bxb"  # the database every table lives in, unless configured otherwise
 
 # Landing: every copy delivered by either path (S3Queue, HTTP ingest), as it arrived.
 EVENTS_RAW = "events_raw"

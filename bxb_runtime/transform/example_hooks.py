@@ -1,6 +1,6 @@
 """Two example hooks. Enable with ``BXB_HOOKS``, e.g.::
 
-BXB_HOOKS="bxb_stream.transform.example_hooks:drop_test_customers,bxb_stream.transform.example_hooks:customer_tier"
+BXB_HOOKS="bxb_runtime.transform.example_hooks:drop_test_customers,bxb_runtime.transform.example_hooks:customer_tier"
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import json
 import os
 from functools import cache
 from typing import Any
+
+from bxb_runtime.transform.hooks import DROP
 
 TEST_CUSTOMER_PREFIXES_ENV = "BXB_TEST_CUSTOMER_PREFIXES"
 CUSTOMER_TIERS_ENV = "BXB_CUSTOMER_TIERS"
@@ -25,10 +27,10 @@ def _tiers() -> dict[str, str]:
     return json.loads(os.environ.get(CUSTOMER_TIERS_ENV, "{}"))
 
 
-def drop_test_customers(event: dict[str, Any]) -> dict[str, Any] | None:
+def drop_test_customers(event: dict[str, Any]) -> Any:
     """Filter: drop events of test customers (ids starting with a configured prefix)."""
     if event["external_customer_id"].startswith(_test_prefixes()):
-        return None
+        return DROP
     return event
 
 

@@ -15,15 +15,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-from bxb_stream.clickhouse import tables
-from bxb_stream.config import EventRules
-from bxb_stream.ingest import protocol
-from bxb_stream.ingest.protocol import Limits, ProtocolError
-from bxb_stream.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, Trust, build_batch
+from bxb_runtime.clickhouse import tables
+from bxb_runtime.config import EventRules
+from bxb_runtime.ingest import protocol
+from bxb_runtime.ingest.protocol import Limits, ProtocolError
+from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, FORMAT, Trust, build_batch
+from bxb_runtime.settings import IDENTIFIER, Settings, setting
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,32 @@ class KeyCheck(Protocol):
 
 
 @dataclass(frozen=True)
-class IngestSettings:
-    database: str = "bxb"
+class IngestSettings(Settings):
+    """The ingest Lambda's settings; ``from_env`` reads them (and the event rules) from its environment."""
+
+    database: str = setting(
+        tables.DEFAULT_DATABASE, pattern=IDENTIFIER, doc="an identifier", env="BXB_CLICKHOUSE_DATABASE"
+    )
+    # Where ClickHouse is (https://host:8443, or chdb:///path locally) and the secret with its
+    # {"username", "password"} (blank: no credentials). Needed by the Lambda, not by IngestService.
+    clickhouse_url: str = setting("", env="BXB_CLICKHOUSE_URL")
+    clickhouse_secret_arn: str = setting("", env="BXB_CLICKHOUSE_SECRET_ARN")
+    # The secret with the access key Firehose sends ({"api_key": ...}).
+    access_key_secret_arn: str = setting("", env="BXB_ACCESS_KEY_SECRET_ARN")
+    # The delivery stream allowed to call (X-Amz-Firehose-Source-Arn); empty accepts any.
+    source_arn: str = setting("", env="BXB_FIREHOSE_SOURCE_ARN")
     events_table: str = tables.EVENTS_RAW
     dead_letter_table: str = tables.DEAD_LETTER
     trust: Trust = field(default_factory=Trust)  # what is re-checked of the transform's fields
-    # The delivery stream allowed to call (X-Amz-Firehose-Source-Arn); empty accepts any.
-    source_arn: str = ""
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
-        """The ingest Lambda's settings: the event rules as the transform reads them, plus where to insert."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **extra: Any) -> Self:  # type: ignore[override]
+        """The Lambda's settings: where to insert, the secrets, and the event rules as the transform reads them."""
         rules = EventRules.from_env(environ)
-        return cls(
-            database=environ.get("BXB_CLICKHOUSE_DATABASE", "bxb"),
-            trust=Trust(organization_id=rules.organization_id, multi_tenant=rules.multi_tenant),
-            source_arn=environ.get("BXB_FIREHOSE_SOURCE_ARN", ""),
-        )
+        trust = Trust(organization_id=rules.organization_id, multi_tenant=rules.multi_tenant)
+        required = ("clickhouse_url", "access_key_secret_arn")
+        return super().from_env(environ, required=required, **{"trust": trust, **extra})
 
 
 @dataclass
@@ -104,17 +113,14 @@ class IngestService:
             return self._answer(Outcome(exc.status, request_id, error=exc.message))
         outcome = Outcome(200, request.request_id)
         now_ms = int(self.clock() * 1000)
-        batch = build_batch(
-            request.request_id, lambda: request.records, self.settings.trust, request.lines, now_ms=now_ms
-        )
+        batch = self.build(request.request_id, request.texts, request.lines, self.settings.trust, now_ms=now_ms)
         started = time.perf_counter()
         try:
             client = self._connect()
             rid = request.request_id
             # One token per table: a retry of this request deduplicates in each of them.
-            if batch.events is not None:
-                settings = {**INSERT_SETTINGS, "insert_deduplication_token": rid}
-                client.insert_arrow(self._table(self.settings.events_table), batch.events, settings=settings)
+            if batch.rows:
+                self.insert_events(client, batch, {**INSERT_SETTINGS, "insert_deduplication_token": rid})
             if batch.dead_rows:
                 client.insert(
                     self._table(self.settings.dead_letter_table),
@@ -134,6 +140,14 @@ class IngestService:
             outcome.rows_inserted = batch.rows
             outcome.dead_lettered, outcome.dead_codes = batch.dead_rows, batch.dead_codes
         return self._answer(outcome)
+
+    build = staticmethod(build_batch)  # records -> Batch (rows, dead letters); the bench swaps in its baseline
+
+    def insert_events(self, client: Any, batch: Any, settings: dict[str, Any]) -> None:
+        """The batch's events into events_raw: one JSONEachRow body, parsed by ClickHouse."""
+        client.raw_insert(
+            self._table(self.settings.events_table), EVENT_COLUMNS, batch.body, settings=settings, fmt=FORMAT
+        )
 
     def _connect(self) -> Any:
         if self._client is None:

@@ -6,8 +6,9 @@ A hook is a plain function::
 
 It receives a *normalised* event (schema field order; ``timestamp`` and
 ``ingested_at`` in UTC ms; ``properties`` as a dict) and returns it, changed
-or not, or ``None`` to drop it (the record is answered ``Dropped`` and counted
-as ``hook_dropped:<name>``). Whatever it returns is checked against the schema
+or not, or ``DROP`` to drop it (the record is answered ``Dropped`` and counted
+as ``hook_dropped:<name>``; ``None`` still means the same, for hooks written
+before ``DROP``). Whatever it returns is checked against the schema
 again. An exception fails only that record (``hook_failed:<name>``).
 
 Hooks are named in ``BXB_HOOKS`` as comma-separated ``module:function``
@@ -19,9 +20,27 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, final
 
-HookFunction = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+@final
+class _Drop:
+    """The type of ``DROP``: one instance, compared by identity."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Final = _Drop()
+"""What a hook returns to drop the event."""
+
+HookFunction = Callable[[dict[str, Any]], "dict[str, Any] | _Drop | None"]
+
+
+def is_drop(result: object) -> bool:
+    return result is DROP or result is None
 
 
 @dataclass(frozen=True)

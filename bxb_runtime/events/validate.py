@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from bxb_stream.config import ORG_ID_PATTERN, EventRules
-from bxb_stream.events.errors import EventError
-from bxb_stream.events.lines import MIN_TIMESTAMP_MS, OutputEvent
-from bxb_stream.events.schema import (
+from bxb_runtime.config import ORG_ID_PATTERN, EventRules
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import MIN_TIMESTAMP_MS, OutputEvent
+from bxb_runtime.events.schema import (
     FIELD_BY_NAME,
     FIELDS,
     INPUT_FIELDS,

@@ -1,0 +1,1 @@
+"""What the ingest Lambda needs of ClickHouse: table names (``tables``) and the insert client (``client``)."""
