@@ -8,6 +8,10 @@
   fresh database with the full schema applied (S3Queue polling fast, usage refreshed every
   second) and returns a ``ClickHouseStack``. Databases are dropped before moto stops.
 - ``clickhouse_db`` (session): one such stack, for tests that only need the tables.
+
+Hypothesis profiles (env ``HYPOTHESIS_PROFILE``): ``default`` is fast (100 examples per property),
+``ci`` is thorough (1000). A test's own ``@settings(max_examples=...)`` wins over both; only tests
+whose examples are expensive (a moto round trip each) set one.
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bxb_stream.clickhouse import engine as ch_engine
+
+settings.register_profile("default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", settings.get_profile("default"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _TEST_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 TEST_NAMED_COLLECTION = "bxb_test_s3"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+import hypothesis
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bxb_stream.config import EventRules
@@ -76,6 +78,11 @@ BAD_INPUTS = [
     (with_(properties={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}), "properties_too_deep"),
     (with_(value="12"), "wrong_type:value"),
     (with_(value=True), "wrong_type:value"),
+    (raw_event('{"transaction_id":"a","external_customer_id":"b","code":"c","value":1' + "0" * 399 + "}"), "bad_value"),
+    (
+        raw_event('{"transaction_id":"a","external_customer_id":"b","code":"c","value":-1' + "0" * 399 + "}"),
+        "bad_value",
+    ),
     (raw_event('{"transaction_id":"a","external_customer_id":"b","code":"c","value":1e400}'), "number_out_of_range"),
     (with_(decimal_value="twelve"), "bad_decimal"),
     (with_(decimal_value="NaN"), "bad_decimal"),
@@ -194,32 +201,68 @@ def test_organization_sent_equal_to_config_is_accepted(rules):
 
 
 # ----------------------------------------------------------------------------- fast path == slow path
+# The strategies build VALID events, so every example reaches the comparison of normalised values;
+# the rejections are the explicit BAD_INPUTS cases above, and one mutation each in the mixed test below.
+# `hypothesis.event` labels show the shares (pytest --hypothesis-show-statistics).
 
-json_scalars = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=5)
+NOW_S = NOW_MS // 1000
+MIN_S = 946_684_800  # 2000-01-01T00:00:00Z
+MAX_FUTURE_S = NOW_S + 300  # EventRules.future_skew_seconds
+
+ids = st.text(min_size=1, max_size=256).filter(str.strip)
+_ts_seconds = st.integers(MIN_S, MAX_FUTURE_S)
+_iso_times = st.datetimes(
+    min_value=datetime(2000, 1, 1, 0, 0, 1), max_value=datetime(2026, 9, 21, 12, 0, 0), timezones=st.just(UTC)
 )
-field_values = st.one_of(
-    json_scalars,
-    st.text(min_size=0, max_size=300),
-    st.dictionaries(st.text(max_size=4), json_scalars, max_size=4),
-    st.lists(json_scalars, max_size=3),
-    st.sampled_from(["2026-09-21T13:00:00Z", "1789990000", "1789990000.5", " 12.5 ", "1e3", "NaN", "-0"]),
+# (label, sent value, expected ms or None where the float rounding decides the last millisecond)
+timestamps = st.one_of(
+    _ts_seconds.map(lambda s: ("int", s, s * 1000)),
+    _ts_seconds.map(lambda s: ("numeric string", str(s), s * 1000)),
+    st.floats(MIN_S, MAX_FUTURE_S).map(lambda s: ("float", s, None)),
+    _iso_times.map(lambda d: ("iso z", d.isoformat().replace("+00:00", "Z"), _utc_ms(d))),
+    st.tuples(_iso_times, st.integers(-14, 14)).map(
+        lambda dt: ("iso offset", dt[0].astimezone(timezone(timedelta(hours=dt[1]))).isoformat(), _utc_ms(dt[0]))
+    ),
+    st.just(("absent", ..., NOW_MS)),
 )
-field_names = st.sampled_from(
-    [
-        "transaction_id",
-        "external_customer_id",
-        "code",
-        "timestamp",
-        "properties",
-        "value",
-        "decimal_value",
-        "organization_id",
-        "timestmap",
-        "ingested_at",
-    ]
+prop_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
 )
-events = st.dictionaries(field_names, field_values, max_size=10).map(lambda extra: {**BASE, **extra})
+prop_values = st.recursive(
+    prop_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+decimals = st.integers(0, 18).flatmap(
+    lambda places: st.decimals(
+        min_value=Decimal("-99999999999999999999"), max_value=Decimal("99999999999999999999"), places=places
+    )
+)
+valid_events = st.fixed_dictionaries(
+    {"transaction_id": ids, "external_customer_id": ids, "code": ids, "timestamp": timestamps},
+    optional={
+        "properties": st.dictionaries(st.text(max_size=10), prop_values, max_size=5),
+        "value": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53),
+        "decimal_value": decimals.map(lambda d: format(d, "f")) | decimals.map(str) | st.integers(-(10**19), 10**19),
+        "organization_id": st.just("org_1"),
+    },
+)
+
+
+def _utc_ms(d: datetime) -> int:
+    return int(d.timestamp()) * 1000 + d.microsecond // 1000
+
+
+def _send(event: dict) -> tuple[bytes, str, int | None]:
+    label, sent, expected_ms = event["timestamp"]
+    body = {k: v for k, v in event.items() if k != "timestamp"}
+    if sent is not ...:
+        body["timestamp"] = sent
+    return json.dumps(body).encode(), label, expected_ms
 
 
 def outcome(fn):
@@ -229,11 +272,62 @@ def outcome(fn):
         return ("error", exc.code)
 
 
-@settings(max_examples=400, deadline=None)
-@given(events)
-def test_fast_and_slow_paths_agree(event):
-    rules = EventRules(organization_id="org_1")
-    data = json.dumps(event).encode()
+def both_paths(data: bytes, rules: EventRules):
     fast = outcome(lambda: normalize_bytes(data, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS))
     slow = outcome(lambda: normalize(decode(data, 65536), rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS))
+    return fast, slow
+
+
+@given(valid_events)
+def test_valid_events_normalise_alike_on_both_paths(event):
+    rules = EventRules(organization_id="org_1")
+    data, label, expected_ms = _send(event)
+    fast, slow = both_paths(data, rules)
+    hypothesis.event(f"timestamp: {label}")
+    hypothesis.event("nested properties" if "{" in json.dumps(event.get("properties", {}))[1:] else "flat properties")
+    hypothesis.target(float(len(event)), label="optional fields present")
+    assert fast[0] == "ok", fast  # valid input is accepted, never a rejection by accident
     assert fast == slow
+    row = fast[1]
+    for name in ("transaction_id", "external_customer_id", "code"):
+        assert row[name] == event[name]
+    assert row["organization_id"] == "org_1" and row["ingested_at"] == NOW_MS and row["arrived_at"] == NOW_MS
+    if expected_ms is None:
+        assert abs(row["timestamp"] - event["timestamp"][1] * 1000) <= 1
+    else:
+        assert row["timestamp"] == expected_ms
+    assert json.loads(row["properties"]) == event.get("properties", {})
+    if "value" in event:
+        assert row["value"] == float(event["value"])
+    if "decimal_value" in event:
+        assert Decimal(row["decimal_value"]) == Decimal(str(event["decimal_value"]))
+
+
+# One mutation of a valid event: each must be judged the same on both paths.
+MUTATIONS = {
+    "none": lambda e: e,
+    "drop transaction_id": lambda e: {k: v for k, v in e.items() if k != "transaction_id"},
+    "unknown field": lambda e: {**e, "timestmap": 1},
+    "reserved field": lambda e: {**e, "ingested_at": NOW_MS},
+    "empty code": lambda e: {**e, "code": " "},
+    "id too long": lambda e: {**e, "external_customer_id": "x" * 257},
+    "numeric id": lambda e: {**e, "transaction_id": 7},
+    "ms timestamp": lambda e: {**e, "timestamp": NOW_MS},
+    "naive iso": lambda e: {**e, "timestamp": "2026-01-01T00:00:00"},
+    "string value": lambda e: {**e, "value": "1"},
+    "huge value": lambda e: {**e, "value": 10**400},
+    "bad decimal": lambda e: {**e, "decimal_value": "1e5x"},
+    "other organization": lambda e: {**e, "organization_id": "org_2"},
+    "list properties": lambda e: {**e, "properties": [1]},
+}
+
+
+@given(valid_events, st.just("none") | st.sampled_from(sorted(set(MUTATIONS) - {"none"})))  # about half accepted
+def test_fast_and_slow_paths_agree(event, mutation):
+    rules = EventRules(organization_id="org_1")
+    data, _, _ = _send(event)
+    data = json.dumps(MUTATIONS[mutation](json.loads(data))).encode()
+    fast, slow = both_paths(data, rules)
+    hypothesis.event("accepted" if fast[0] == "ok" else f"rejected: {fast[1]}")
+    assert fast == slow
+    assert (fast[0] == "ok") == (mutation == "none")

@@ -156,15 +156,21 @@ def test_batches_respect_the_buffer_hint_and_the_6mb_payload() -> None:
 
 
 def test_real_transformer_keeps_its_reasons(kit: Any) -> None:
-    raw = {"transaction_id": "t-1", "external_customer_id": "c", "code": "api", "timestamp": kit.NOW_MS}
+    # The transform reads `timestamp` in seconds (or ISO 8601); kit.NOW_MS is milliseconds and would be
+    # refused as timestamp_in_future, so the "good" records would never reach Ok or Dropped.
+    raw = {"transaction_id": "t-1", "external_customer_id": "c", "code": "api", "timestamp": kit.NOW_MS // 1000}
     datas = [json.dumps(raw).encode(), json.dumps(raw).encode(), b"{bad"]  # a duplicate and a malformed one
     proc = processor(Transformer(EventRules(organization_id="org-t")).process)
     recs = records(datas)
     for r in recs:
         r.arrival_ms = kit.NOW_MS
     outcome = proc.process(recs)
-    assert len(outcome.ok) + len(outcome.dropped) + len(outcome.failed) == 3
-    assert sum(proc.stats.reasons.values()) == len(outcome.dropped) + len(outcome.failed)
-    assert outcome.failed and outcome.failed[-1].record.data == b"{bad"
-    assert outcome.failed[-1].code == "Lambda.ProcessingFailed"
-    assert outcome.failed[-1].message.startswith("not_json")
+    assert [r.data for r, _, _ in outcome.ok] == [datas[0]]  # the first copy passes on
+    assert json.loads(outcome.ok[0][1])["transaction_id"] == "t-1"
+    assert outcome.ok[0][2]["organization_id"] == "org-t"
+    assert [r.data for r in outcome.dropped] == [datas[1]]  # the second is duplicate_in_batch
+    assert [f.record.data for f in outcome.failed] == [b"{bad"]
+    assert outcome.failed[0].code == "Lambda.ProcessingFailed"
+    assert outcome.failed[0].message.startswith("not_json")
+    assert (proc.stats.ok, proc.stats.dropped, proc.stats.failed) == (1, 1, 1)
+    assert proc.stats.reasons == {"duplicate_in_batch": 1, "not_json": 1}

@@ -39,7 +39,8 @@ LINES = st.one_of(
     ),
     st.just(GOOD),
 )
-PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Example counts come from the hypothesis profile (tests/conftest.py).
+PROFILE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROFILE

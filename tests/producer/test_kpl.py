@@ -191,7 +191,7 @@ _events = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)  # examples: the profile (tests/conftest.py)
 @given(
     events=st.lists(_events, min_size=1, max_size=60),
     ehk=st.lists(st.none() | st.integers(0, 2**128 - 1).map(str), min_size=1, max_size=60),

@@ -246,7 +246,8 @@ FIELD_VALUES = st.fixed_dictionaries(
     {},
     optional={name: JSON | st.text() | st.integers(min_value=-(10**30), max_value=10**30) for name in INPUT_FIELDS},
 )
-PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Example counts come from the hypothesis profile (tests/conftest.py).
+PROFILE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROFILE
