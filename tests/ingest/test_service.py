@@ -18,6 +18,7 @@ from bxb_stream.config import EventRules
 from bxb_stream.events.lines import to_line
 from bxb_stream.events.validate import normalize
 from bxb_stream.ingest import AccessKeys, IngestService, IngestSettings, Limits
+from bxb_stream.ingest.protocol import MAX_RECORDS
 from bxb_stream.ingest.rows import Trust
 
 NOW_MS = 1_790_000_000_000
@@ -81,10 +82,13 @@ def secrets():
 @pytest.fixture
 def service(secrets, ingest_db) -> Callable[..., IngestService]:
     def build(
-        client_factory: Callable[[], Any] | None = None, limits: Limits | None = None, **settings: Any
+        client_factory: Callable[[], Any] | None = None,
+        limits: Limits | None = None,
+        keys: AccessKeys | None = None,
+        **settings: Any,
     ) -> IngestService:
         return IngestService(
-            AccessKeys(secrets, "bxb/firehose-access-key"),
+            keys or AccessKeys(secrets, "bxb/firehose-access-key"),
             client_factory or ingest_db.client_factory,
             IngestSettings(database=ingest_db.database, trust=Trust("org_1"), limits=limits or Limits(), **settings),
             clock=lambda: NOW_MS / 1000 + 30,  # the ingest runs half a minute after the transform
@@ -146,25 +150,41 @@ def test_missing_or_wrong_key_is_401_and_stores_nothing(service, ingest_db, key)
     assert stored(ingest_db) == []
 
 
+class ManualClock:
+    """The key cache's monotonic clock, moved by the test instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_key_rotation_accepts_current_and_previous(service, secrets, ingest_db):
-    svc = service()
+    clock = ManualClock()
+    svc = service(keys=AccessKeys(secrets, "bxb/firehose-access-key", clock=clock))
     assert status(svc.handle(fn_url_event([line("a")], request_id="r1"))[0]) == 200
     secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "k3y-next"}))
-    svc.keys._loaded_at = float("-inf")  # as if the cache TTL had passed
+    clock.now += 301  # past the cache TTL (300 s)
     assert status(svc.handle(fn_url_event([line("b")], request_id="r2", key="k3y-next"))[0]) == 200
     assert status(svc.handle(fn_url_event([line("c")], request_id="r3", key=KEY))[0]) == 200  # AWSPREVIOUS
     secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "k3y-third"}))
-    svc.keys._loaded_at = float("-inf")
+    clock.now += 301
     assert status(svc.handle(fn_url_event([line("d")], request_id="r4", key=KEY))[0]) == 401  # two rotations ago
     assert [row[0] for row in stored(ingest_db)] == ["a", "b", "c"]
 
 
 def test_a_new_key_is_picked_up_without_waiting_for_the_ttl(service, secrets, ingest_db):
-    svc = service()
-    svc.keys._min_refresh = 0.0
+    clock = ManualClock()
+    svc = service(keys=AccessKeys(secrets, "bxb/firehose-access-key", clock=clock))
     assert status(svc.handle(fn_url_event([line("a")], request_id="r1"))[0]) == 200
     secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=json.dumps({"api_key": "fresh"}))
-    assert status(svc.handle(fn_url_event([line("b")], request_id="r2", key="fresh"))[0]) == 200
+    # Within the unknown-key refresh floor (30 s) the cache is not re-read: a wrong key cannot hammer the secret.
+    clock.now += 10
+    assert status(svc.handle(fn_url_event([line("b")], request_id="r2", key="fresh"))[0]) == 401
+    clock.now += 21  # past the floor, well before the TTL
+    assert status(svc.handle(fn_url_event([line("b")], request_id="r3", key="fresh"))[0]) == 200
+    assert [row[0] for row in stored(ingest_db)] == ["a", "b"]
 
 
 def test_a_replayed_request_id_stores_nothing_twice(service, ingest_db):
@@ -213,10 +233,77 @@ def test_malformed_body_is_400(service, ingest_db, raw_body):
     assert stored(ingest_db) == []
 
 
+def _with_body_text(event: dict[str, Any], text: str) -> dict[str, Any]:
+    return {**event, "body": text}
+
+
+def _request_body(**fields: Any) -> bytes:
+    return json.dumps({"requestId": "req-1", "timestamp": NOW_MS, "records": [], **fields}).encode()
+
+
+def _gzip_event(raw: bytes) -> dict[str, Any]:
+    event = fn_url_event([], body=b"{}")
+    event["headers"]["content-encoding"] = "gzip"
+    return {**event, "body": base64.b64encode(raw).decode()}
+
+
+GOOD_GZIP = gzip.compress(_request_body(records=[{"data": base64.b64encode(b"x").decode()}]))
+BAD_REQUESTS = {
+    "body not base64": (lambda: _with_body_text(fn_url_event([line("a")]), "%%% not base64 %%%"), "not valid base64"),
+    "empty requestId": (
+        lambda: {**fn_url_event([], body=_request_body(requestId="")), "headers": {"x-amz-firehose-access-key": KEY}},
+        "requestId is empty",
+    ),
+    "too many records": (
+        lambda: fn_url_event([], body=_request_body(records=[{"data": "eA=="}] * (MAX_RECORDS + 1))),
+        f"at most {MAX_RECORDS}",
+    ),
+    "not gzip": (lambda: _gzip_event(b"this is not gzip at all"), "not valid gzip"),
+    "truncated gzip": (lambda: _gzip_event(GOOD_GZIP[: len(GOOD_GZIP) // 2]), "truncated"),
+}
+
+
+@pytest.mark.parametrize("make", [m for m, _ in BAD_REQUESTS.values()], ids=list(BAD_REQUESTS))
+def test_bad_requests_are_400_with_the_reason_and_store_nothing(service, ingest_db, make):
+    reason = next(r for m, r in BAD_REQUESTS.values() if m is make)
+    response, outcome = service().handle(make())
+    assert status(response) == 400 and outcome.status == 400
+    assert reason in body(response)["errorMessage"]
+    assert outcome.rows_inserted == 0 and stored(ingest_db) == [] and dead(ingest_db) == []
+
+
+def test_exactly_max_records_is_accepted(service, ingest_db):
+    records = [line(f"m{i}") for i in range(MAX_RECORDS)]
+    response, outcome = service().handle(fn_url_event(records, request_id="max-1", gzipped=True))
+    assert status(response) == 200 and outcome.rows_inserted == MAX_RECORDS
+    assert len(stored(ingest_db)) == MAX_RECORDS
+
+
 def test_request_id_in_header_and_body_must_match(service, ingest_db):
     event = fn_url_event([line("a")])
     event["headers"]["x-amz-firehose-request-id"] = "other"
     assert status(service().handle(event)[0]) == 400
+
+
+def test_the_documented_default_limits_are_6_mib_and_64_mib(service, ingest_db):
+    assert Limits() == Limits(max_body_bytes=6 * 1024 * 1024, max_decompressed_bytes=64 * 1024 * 1024)
+    svc = service()  # the default Limits()
+    pad = {"requestId": "req-1", "timestamp": NOW_MS, "records": []}
+    # One byte over 6 MiB on the wire: refused before decoding.
+    over_wire = json.dumps({**pad, "pad": "x" * (6 * 1024 * 1024)}).encode()
+    response, _ = svc.handle(fn_url_event([], body=over_wire))
+    assert status(response) == 413 and str(6 * 1024 * 1024) in body(response)["errorMessage"]
+    # Small on the wire, over 64 MiB inflated: refused without inflating it all.
+    over_inflated = json.dumps({**pad, "pad": "x" * (64 * 1024 * 1024)}).encode()
+    response, _ = svc.handle(fn_url_event([], body=over_inflated, gzipped=True))
+    assert status(response) == 413 and str(64 * 1024 * 1024) in body(response)["errorMessage"]
+    # Just under 6 MiB on the wire: accepted whole.
+    records = [line(f"big{i:03d}", properties={"p": "y" * 15_000}) for i in range(300)]
+    event = fn_url_event(records, request_id="under-1")
+    assert 5.5 * 1024 * 1024 < len(base64.b64decode(event["body"])) < 6 * 1024 * 1024
+    response, outcome = svc.handle(event)
+    assert status(response) == 200 and outcome.rows_inserted == 300
+    assert [row[0] for row in stored(ingest_db)] == [f"big{i:03d}" for i in range(300)]
 
 
 def test_body_over_the_limit_is_413(service, ingest_db):
@@ -251,6 +338,28 @@ def test_clickhouse_down_is_503_and_nothing_is_stored(service, ingest_db):
     # Firehose retries the same request once ClickHouse is back: stored once.
     assert status(service().handle(event)[0]) == 200
     assert [row[0] for row in stored(ingest_db)] == ["a"]
+
+
+def test_dead_letter_insert_failing_after_the_events_insert_is_503_and_the_retry_stores_once(service, ingest_db):
+    """The case the per-table dedup tokens exist for: events_raw took the rows, then the dead-letter
+    insert failed. The embedded engine refuses it for real (a CHECK constraint no row can meet)."""
+    table = f"{ingest_db.database}.events_dead_letter"
+    event = fn_url_event([line("a"), b"not json\n", line("b")], request_id="half-1")
+    svc = service()
+    ingest_db.client.command(f"ALTER TABLE {table} ADD CONSTRAINT refuse_all CHECK 0")
+    try:
+        response, outcome = svc.handle(event)
+    finally:
+        ingest_db.client.command(f"ALTER TABLE {table} DROP CONSTRAINT refuse_all")
+    assert status(response) == 503 and "ClickHouse unavailable" in body(response)["errorMessage"]
+    assert outcome.rows_inserted == 0 and outcome.dead_lettered == 0  # nothing reported as committed
+    assert [row[0] for row in stored(ingest_db)] == ["a", "b"]  # the events insert had gone through
+    assert dead(ingest_db) == []
+    for _ in range(2):  # Firehose retries the same request, maybe more than once
+        response, outcome = svc.handle(event)
+        assert status(response) == 200 and outcome.rows_inserted == 2 and outcome.dead_lettered == 1
+    assert [row[0] for row in stored(ingest_db)] == ["a", "b"]  # deduplicated by the request's token
+    assert [(r[0], r[1], r[2]) for r in dead(ingest_db)] == [("half-1", 1, "not_json")]
 
 
 def test_old_events_land_like_any_other_the_resolver_decides_lateness(service, ingest_db):
