@@ -94,7 +94,14 @@ def moto_endpoint(moto_s3: MotoS3) -> str:
     return moto_s3.endpoint_url
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+# Waits poll a condition and return as soon as it holds; the bound only decides how long a broken run
+# takes to fail. It is generous because the machine may be shared (2 cores, other suites running).
+WAIT_SECONDS = 120.0
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = WAIT_SECONDS, interval: float = 0.1, what: str = ""
+) -> Any:
     """Poll until ``predicate()`` is truthy; bounded in time and in attempts."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 1):
@@ -139,11 +146,11 @@ class ClickHouseStack:
     def count(self, table: str, final: bool = False) -> int:
         return int(self.client.command(f"SELECT count() FROM {self.database}.{table}{' FINAL' if final else ''}"))
 
-    def wait_count(self, table: str, expected: int, timeout: float = 30.0) -> None:
+    def wait_count(self, table: str, expected: int, timeout: float = WAIT_SECONDS) -> None:
         wait_until(lambda: self.count(table) >= expected, timeout, what=f"{expected} rows in {table}")
         assert self.count(table) == expected
 
-    def wait_processed(self, keys: Sequence[str], timeout: float = 30.0) -> None:
+    def wait_processed(self, keys: Sequence[str], timeout: float = WAIT_SECONDS) -> None:
         """Until S3Queue has processed every object in ``keys`` (its Keeper state, not the row count:
         an identical file may be dropped by insert deduplication and add no rows)."""
         from bxb_stream.clickhouse import status
@@ -162,7 +169,7 @@ class ClickHouseStack:
 
         status.refresh_now(self.client, self.database)
 
-    def wait_usage_caught_up(self, timeout: float = 30.0) -> None:
+    def wait_usage_caught_up(self, timeout: float = WAIT_SECONDS) -> None:
         """Until every landed row is resolved and every billed one is in usage_hourly."""
         from bxb_stream.clickhouse import status
 

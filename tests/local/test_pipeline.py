@@ -11,7 +11,6 @@ import itertools
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,17 +109,20 @@ def test_both_paths_reconcile_exactly(make_pipeline):
         assert usage.event_count == count
 
 
-def test_killing_the_runner_mid_stream_loses_and_double_counts_nothing(make_pipeline):
+def test_killing_the_runner_mid_stream_loses_and_double_counts_nothing(make_pipeline, ch_wait):
     pipeline = make_pipeline(events=4_000, paths=("s3",), duplicate_share=0.02, invalid_share=0.01, late_share=0.01)
     workload = pipeline.prepare()
     pipeline.produce(workload[:2_000])
     runtime = pipeline.paths["s3"]
-    for _ in range(400):  # until the runner has delivered part of the stream and holds more
-        stats = runtime.runner.stats
-        if stats.delivered > 0 and stats.in_flight > 0:
-            break
-        time.sleep(0.05)
-    assert runtime.runner.stats.in_flight > 0
+    # Until the runner has delivered part of the stream and holds more. The runner keeps going on its
+    # thread, so the check is on one snapshot taken by the wait (a re-read could see the buffer flushed).
+    held = ch_wait(
+        lambda: (s.delivered, s.in_flight) if (s := runtime.runner.stats).delivered > 0 and s.in_flight > 0 else None,
+        timeout=120,
+        interval=0.02,
+        what="the S3 runner to hold records after delivering some",
+    )
+    assert held[0] > 0 and held[1] > 0
     pipeline.restart_runner("s3", graceful=False)  # a kill: whatever it buffered is abandoned
     pipeline.produce(workload[2_000:])
     assert pipeline.wait_settled()
@@ -192,16 +194,13 @@ def test_zero_events_settle_at_once_and_reconcile(make_pipeline):
     assert reconciled(pipeline)["s3"].ok
 
 
-def test_stop_is_bounded_when_s3_never_answers(make_pipeline, aws_faults):
+def test_stop_is_bounded_when_s3_never_answers(make_pipeline, aws_faults, ch_wait):
     """Shutdown gives up a flush that cannot finish: what it held stays before its checkpoint."""
     pipeline = make_pipeline(events=500, paths=("s3",))
     runner = pipeline.paths["s3"].runner
     aws_faults(runner.writer.client, "PutObject", forever=(500, ""))
     pipeline.produce()
-    for _ in range(400):  # until the runner has read everything and holds it
-        if runner.stats.records_read >= 500:
-            break
-        time.sleep(0.05)
+    ch_wait(lambda: runner.stats.records_read >= 500, timeout=120, interval=0.05, what="the runner to read all 500")
     shutdown = pipeline.stop(timeout_s=1.0)
     assert not shutdown.clean
     stats = runner.stats
