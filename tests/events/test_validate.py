@@ -106,7 +106,8 @@ def test_bad_input_gets_its_specific_code_on_both_paths(data, code, rules):
     with pytest.raises(EventError) as fast:
         normalize_bytes(data, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
     assert fast.value.code == code
-    assert fast.value.message  # a human sentence, not just the code
+    assert fast.value.message and fast.value.message != code  # a human sentence, not just the code
+    assert " " in fast.value.message
     with pytest.raises(EventError) as slow:
         normalize(decode(data, rules.max_record_bytes), rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
     assert slow.value.code == code
@@ -147,7 +148,8 @@ def test_future_skew_is_configurable():
     with pytest.raises(EventError, match="timestamp_in_future"):
         normalize_bytes(with_(timestamp=NOW_MS / 1000 + 1), strict, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
     loose = EventRules(organization_id="org_1", future_skew_seconds=3600)
-    assert normalize_bytes(with_(timestamp=NOW_MS / 1000 + 1800), loose, arrival_ms=NOW_MS, ingested_ms=0).timestamp
+    event = normalize_bytes(with_(timestamp=NOW_MS / 1000 + 1800), loose, arrival_ms=NOW_MS, ingested_ms=0)
+    assert event.timestamp == NOW_MS + 1_800_000
 
 
 def test_decimal_value_keeps_every_digit_from_a_json_number(rules):
@@ -197,7 +199,8 @@ def test_normalised_line_is_one_json_object_with_a_newline(rules, valid_event):
 
 
 def test_organization_sent_equal_to_config_is_accepted(rules):
-    assert normalize_bytes(with_(organization_id="org_1"), rules, arrival_ms=NOW_MS, ingested_ms=0).organization_id
+    event = normalize_bytes(with_(organization_id="org_1"), rules, arrival_ms=NOW_MS, ingested_ms=0)
+    assert event.organization_id == "org_1"
 
 
 # ----------------------------------------------------------------------------- fast path == slow path

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bxb_stream.config import EventRules
 from bxb_stream.firehose.settings import (
     DeliveryStreamSettings,
     HttpSettings,
@@ -110,9 +111,32 @@ def line(i: int, **over: Any) -> bytes:
     return json.dumps(event(i, **over)).encode()
 
 
+# The real Transformer's rules for runner tests: multi-tenant, so each event names its organization.
+RULES = EventRules(organization_id="", multi_tenant=True)
+
+
+def raw_line(i: int, org: str = "org-a") -> bytes:
+    """A producer's event (what the real Transformer takes): timestamp in seconds, no pipeline fields."""
+    return json.dumps(
+        {
+            "transaction_id": f"tx-{i}",
+            "external_customer_id": f"cust-{i % 7}",
+            "code": "api_calls",
+            "timestamp": NOW_MS // 1000,
+            "value": float(i),
+            "organization_id": org,
+        }
+    ).encode()
+
+
 class EchoTransform:
     """A small, honest transform for contract tests: JSON objects pass through as Ok with partition
-    keys; data starting with ``drop`` is Dropped, ``fail`` is ProcessingFailed. Counts its calls."""
+    keys; data starting with ``drop`` is Dropped, ``fail`` is ProcessingFailed. Counts its calls.
+
+    Kept where a test needs what the real Transformer cannot give on demand: a verdict scripted by the
+    record's bytes (Dropped/ProcessingFailed side by side with Ok), fixed partition keys to assert
+    prefixes, or its call and batch counts. Tests about delivery alone use the real Transformer
+    (``rules=kit.RULES`` with ``kit.raw_line``)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -254,6 +278,8 @@ def kit() -> Any:
     return types.SimpleNamespace(
         event=event,
         line=line,
+        raw_line=raw_line,
+        RULES=RULES,
         EchoTransform=EchoTransform,
         s3_settings=s3_settings,
         http_settings=http_settings,

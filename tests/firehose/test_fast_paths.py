@@ -72,19 +72,12 @@ def test_convert_lines_declines_lines_only_the_openx_path_reads() -> None:
     assert convert_record(upper) == convert_record(lines[0])
 
 
-class _Bucket:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
-        self.objects[Key] = Body
-
-
-def _destination(buffer_size_bytes: int) -> tuple[S3Destination, _Bucket]:
-    bucket = _Bucket()
-    writer = S3Writer(bucket, "b")
+def _destination(aws: Any, buffer_size_bytes: int) -> tuple[S3Destination, str]:
+    """An S3 destination writing to a fresh bucket on the session's moto server."""
+    bucket = aws.new_bucket()
+    writer = S3Writer(aws.s3, bucket)
     errors = ErrorOutput(writer, "errors/!{firehose:error-output-type}/", stream_name="s", version=1)
-    settings = S3Settings(bucket="b", buffer_size_bytes=buffer_size_bytes, buffer_interval_s=60)
+    settings = S3Settings(bucket=bucket, buffer_size_bytes=buffer_size_bytes, buffer_interval_s=60)
     return S3Destination(settings, writer, errors, stream_name="s", monotonic=lambda: 0.0), bucket
 
 
@@ -96,23 +89,25 @@ def _items(lines: list[bytes], keys: list[dict[str, Any]]) -> list[tuple[Record,
     ]
 
 
-def _objects(bucket: _Bucket) -> dict[str, list[list[dict[str, Any]]]]:
-    """Each prefix's objects (names carry a uuid) in write order, as their rows."""
-    out: dict[str, list[list[dict[str, Any]]]] = {}
-    for key, body in bucket.objects.items():
+def _objects(aws: Any, bucket: str) -> dict[str, list[str]]:
+    """Each prefix's Parquet objects as their rows (JSON text), sorted: names carry a uuid, so the
+    listing order says nothing; the set of objects and what each holds is what must match."""
+    out: dict[str, list[str]] = {}
+    for key in aws.keys(bucket):
         if key.endswith(".parquet"):
-            out.setdefault(key.rsplit("/", 1)[0], []).append(pq.read_table(io.BytesIO(body)).to_pylist())
-    return out
+            rows = pq.read_table(io.BytesIO(aws.get(bucket, key))).to_pylist()
+            out.setdefault(key.rsplit("/", 1)[0], []).append(json.dumps(rows, default=str))
+    return {prefix: sorted(objects) for prefix, objects in out.items()}
 
 
 @pytest.mark.parametrize("buffer_size_bytes", [64 * 1024 * 1024, 9_000])  # by interval, and many size flushes
-def test_add_many_matches_add_one_by_one_with_a_bad_record_and_a_missing_key(buffer_size_bytes: int) -> None:
+def test_add_many_matches_add_one_by_one_with_a_bad_record_and_a_missing_key(aws: Any, buffer_size_bytes: int) -> None:
     lines, keys = transformed(300)
     lines[7] = json.dumps({**json.loads(lines[7]), "timestamp": "yesterday"}).encode()  # fails conversion
     keys[11] = {k: v for k, v in keys[11].items() if k != "hour"}  # fails partitioning
     keys[12] = {**keys[12], "hour": int(keys[12]["hour"])}  # an int value: partitioned by its str(), as add does
-    fast, fast_bucket = _destination(buffer_size_bytes)
-    slow, slow_bucket = _destination(buffer_size_bytes)
+    fast, fast_bucket = _destination(aws, buffer_size_bytes)
+    slow, slow_bucket = _destination(aws, buffer_size_bytes)
     fast_failures = fast.add_many(_items(lines, keys))
     slow_failures = [f for item in _items(lines, keys) if (f := slow.add(*item)) is not None]
     fast.flush_all()
@@ -123,9 +118,12 @@ def test_add_many_matches_add_one_by_one_with_a_bad_record_and_a_missing_key(buf
         "DataFormatConversion.MalformedData",
         "DynamicPartitioning.MetadataExtractionFailed",
     ]
-    assert _objects(fast_bucket) == _objects(slow_bucket)
+    fast_objects, slow_objects = _objects(aws, fast_bucket), _objects(aws, slow_bucket)
+    assert fast_objects == slow_objects
+    stored_rows = sum(len(json.loads(o)) for objects in fast_objects.values() for o in objects)
+    assert stored_rows == 298  # every record but the two failures, once
     if buffer_size_bytes < 64 * 1024 * 1024:
-        assert sum(map(len, _objects(fast_bucket).values())) > 10  # size flushes happened, at the same records
+        assert sum(map(len, fast_objects.values())) > 10  # size flushes happened, at the same records
     assert fast.stats.delivered == slow.stats.delivered == 298
 
 

@@ -16,14 +16,12 @@ def test_crash_and_restart_resumes_after_what_was_delivered(aws: Any, kit: Any, 
     stream, bucket = aws.new_stream(shards=2), aws.new_bucket()
     # Interleave two orgs so their partitions flush at different times: the checkpoint must then carry
     # runs of delivered records beyond the first undelivered one.
-    first = [kit.line(i, org="org-a" if i % 3 else "org-b") for i in range(60)]
+    first = [kit.raw_line(i, org="org-a" if i % 3 else "org-b") for i in range(60)]
     aws.put(stream, first)
-    size = len(first[0]) + 1
+    size = 215  # one transformed line, about (the real Transformer adds the pipeline fields)
     settings = kit.s3_settings(stream, bucket, aws.endpoint, buffer_size_bytes=size * 7, buffer_interval_s=900)
 
-    crashed = DeliveryStream(
-        settings, handler=kit.EchoTransform(), kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path
-    )
+    crashed = DeliveryStream(settings, rules=kit.RULES, kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path)
     assert crashed.run_until(lambda r: r.stats.records_read >= 60, timeout_s=20)
     before = crashed.stats
     assert 0 < before.delivered < 60 and before.in_flight == 60 - before.delivered
@@ -33,9 +31,9 @@ def test_crash_and_restart_resumes_after_what_was_delivered(aws: Any, kit: Any, 
     assert checkpoint.exists() and "resolved_runs" in checkpoint.read_text()
     del crashed  # killed: its buffers are gone, nothing flushed
 
-    aws.put(stream, [kit.line(100 + i, org="org-a") for i in range(10)])
+    aws.put(stream, [kit.raw_line(100 + i, org="org-a") for i in range(10)])
     restarted = DeliveryStream(
-        settings, handler=kit.EchoTransform(), kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path
+        settings, rules=kit.RULES, kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path
     )
     assert restarted.run_until(lambda r: r.stats.records_read >= 70 - before.delivered, timeout_s=20)
     restarted.flush()
@@ -49,9 +47,7 @@ def test_crash_and_restart_resumes_after_what_was_delivered(aws: Any, kit: Any, 
     assert after.balanced and after.in_flight == 0
 
     # A third start finds nothing left to do.
-    third = DeliveryStream(
-        settings, handler=kit.EchoTransform(), kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path
-    )
+    third = DeliveryStream(settings, rules=kit.RULES, kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path)
     for _ in range(3):
         third.poll_once()
     assert third.stats.records_read == 0
@@ -90,13 +86,13 @@ def test_kpl_aggregate_partly_delivered_before_a_crash(aws: Any, kit: Any, tmp_p
 
 def test_two_delivery_streams_read_independently(aws: Any, kit: Any, tmp_path: Path, endpoint: Any) -> None:
     stream, bucket, backup = aws.new_stream(shards=2), aws.new_bucket(), aws.new_bucket()
-    aws.put(stream, [kit.line(i) for i in range(25)])
+    aws.put(stream, [kit.raw_line(i) for i in range(25)])
     s3_path = DeliveryStream(
-        kit.s3_settings(stream, bucket, aws.endpoint), handler=kit.EchoTransform(),
+        kit.s3_settings(stream, bucket, aws.endpoint), rules=kit.RULES,
         kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path,
     )  # fmt: skip
     http_path = DeliveryStream(
-        kit.http_settings(stream, backup, aws.endpoint, endpoint.url), handler=kit.EchoTransform(),
+        kit.http_settings(stream, backup, aws.endpoint, endpoint.url), rules=kit.RULES,
         kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path,
     )  # fmt: skip
     assert s3_path.run_until(lambda r: r.stats.delivered >= 25, timeout_s=20)

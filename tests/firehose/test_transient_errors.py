@@ -67,7 +67,7 @@ def test_transient_errors_on_every_aws_call_are_retried_and_nothing_is_lost(
     aws: Any, kit: Any, aws_faults: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stream, bucket = aws.new_stream(shards=2), aws.new_bucket()
-    aws.put(stream, [kit.line(i) for i in range(200)])
+    aws.put(stream, [kit.raw_line(i) for i in range(200)])
     aws_faults(aws.kinesis, "ListShards", [(400, "LimitExceededException")])
     reset = ConnectionClosedError(endpoint_url=aws.endpoint)
     aws_faults(
@@ -77,7 +77,7 @@ def test_transient_errors_on_every_aws_call_are_retried_and_nothing_is_lost(
     runner = fast(
         DeliveryStream(
             kit.s3_settings(stream, bucket, aws.endpoint),
-            handler=kit.EchoTransform(),
+            rules=kit.RULES,
             kinesis_client=aws.kinesis,
             s3_client=aws.s3,
             data_dir=tmp_path,

@@ -16,7 +16,8 @@ SEED = ("--events-per-sec", "10000", "--avg-bytes", "1024")
 
 
 def validate(doc: dict) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # pinned in requirements-dev.txt: a missing one must fail, not skip
+
     schema = load_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
@@ -117,7 +118,8 @@ def test_registered_in_main_cli() -> None:
 @pytest.mark.parametrize("paths", ["s3", "http", "s3,http"])
 def test_cdk_snippet_is_accepted_by_the_deployment_config(run_plan: Run, paths: str) -> None:
     # The snippet must be something `cdk synth` takes: build the CDK app's config object from it, as is.
-    deployment = pytest.importorskip("bxb_stream.deployment")
+    from bxb_stream import deployment
+
     url = "https://clickhouse.example.com:8443"
     doc = json.loads(run_plan(*SEED, "--paths", paths, "--clickhouse-url", url, "--format", "json")[1])
     config = deployment.PipelineConfig.from_context(doc["cdk_context"])

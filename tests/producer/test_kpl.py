@@ -80,13 +80,19 @@ def test_round_trip_keeps_records_keys_and_order() -> None:
 
 
 def test_size_is_exact_after_every_add() -> None:
+    records = _records(150, seed=2)
     agg = Aggregator(10 * 1024 * 1024)
-    for record in _records(500, seed=2):
+    for i, record in enumerate(records):
         assert agg.add(record) is None
-        size = agg.size
-        assert len(agg) > 0
+        assert len(agg) == i + 1
+        # The aggregate of the records so far, emitted by a fresh aggregator, is exactly agg.size long.
+        replay = Aggregator(10 * 1024 * 1024)
+        for earlier in records[: i + 1]:
+            replay.add(earlier)
+        emitted = replay.flush()
+        assert emitted is not None and len(emitted) == agg.size
     blob = agg.flush()
-    assert blob is not None and len(blob) == size
+    assert blob is not None and [u for u in deaggregate(blob)] == records
     assert agg.size == 0 and len(agg) == 0 and agg.flush() is None
 
 

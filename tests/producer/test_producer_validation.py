@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -16,8 +17,22 @@ from bxb_stream.producer.synthetic import Expect, generate
 GOOD = {"transaction_id": "t1", "external_customer_id": "c1", "code": "api_calls"}
 
 
-def _producer(client: Any, **kw: Any) -> Producer:
-    return Producer("s", client=client, linger_ms=None, **kw)
+def _producer(client: Any, stream: str = "s", **kw: Any) -> Producer:
+    return Producer(stream, client=client, linger_ms=None, **kw)
+
+
+@pytest.fixture
+def moto_stream(kinesis: Any, make_stream: Any, read: Any) -> Any:
+    """A one-shard stream on the session's moto server (one shard: records read back in put order)."""
+
+    class Stream:
+        name = make_stream(shards=1)
+        client = kinesis
+
+        def records(self) -> list[dict[str, Any]]:
+            return read(kinesis, self.name)
+
+    return Stream()
 
 
 @pytest.mark.parametrize(
@@ -35,20 +50,18 @@ def _producer(client: Any, **kw: Any) -> Producer:
         (GOOD | {"value": object()}, "wrong_type:value"),
     ],
 )
-def test_bad_event_raises_its_specific_error_and_sends_nothing(stub: Any, event: Any, code: str) -> None:
-    client = stub()
-    producer = _producer(client)
+def test_bad_event_raises_its_specific_error_and_sends_nothing(moto_stream: Any, event: Any, code: str) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name)
     with pytest.raises(EventError) as info:
         producer.put(event)
     assert info.value.code == code
     assert producer.flush() == []
-    assert client.calls == []
-    assert producer.stats.rejected == 1 and producer.stats.events == 0
+    assert moto_stream.records() == []
+    assert producer.stats.rejected == 1 and producer.stats.events == 0 and producer.stats.delivered == 0
 
 
-def test_every_synthetic_invalid_kind_is_rejected_with_its_expected_code(stub: Any) -> None:
-    client = stub()
-    producer = _producer(client)
+def test_every_synthetic_invalid_kind_is_rejected_with_its_expected_code(moto_stream: Any) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name)
     now = time.time_ns() // 1_000_000
     kinds = set()
     for event, expect in generate(600, seed=11, invalid_share=1.0, now_ms=now):
@@ -57,58 +70,62 @@ def test_every_synthetic_invalid_kind_is_rejected_with_its_expected_code(stub: A
         assert info.value.code == expect.error_code
         kinds.add(expect.error_code)
     assert len(kinds) == 10
-    producer.flush()
-    assert client.calls == []
+    assert producer.flush() == []
+    assert moto_stream.records() == []
 
 
-def test_put_many_returns_rejections_and_sends_the_rest(stub: Any) -> None:
-    client = stub()
+def test_put_many_returns_rejections_and_sends_the_rest(moto_stream: Any) -> None:
     seen: list[tuple[Any, str]] = []
-    producer = _producer(client, on_invalid=lambda ev, err: seen.append((ev, err.code)))
+    producer = _producer(moto_stream.client, moto_stream.name, on_invalid=lambda ev, err: seen.append((ev, err.code)))
     bad = GOOD | {"timestmap": 1}
     rejections = producer.put_many([GOOD, bad, GOOD | {"transaction_id": "t2"}])
     assert [(r.index, r.event, r.error.code) for r in rejections] == [(1, bad, "unknown_field:timestmap")]
     assert seen == [(bad, "unknown_field:timestmap")]
     assert producer.put(bad) is False  # with on_invalid, put reports instead of raising
-    producer.flush()
-    assert len(client.stored) == 2
+    assert producer.flush() == []
+    assert [json.loads(r["data"])["transaction_id"] for r in moto_stream.records()] == ["t1", "t2"]
 
 
-def test_original_json_is_sent_not_the_normalised_form(stub: Any) -> None:
-    client = stub()
-    producer = _producer(client, clock_ms=lambda: 1_777_777_777_001)
+def test_original_json_is_sent_not_the_normalised_form(moto_stream: Any) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name, clock_ms=lambda: 1_777_777_777_001)
     event = GOOD | {"timestamp": "2024-05-01T10:00:00+02:00", "decimal_value": Decimal("1.50"), "value": 3}
     producer.put(event)
     producer.put(b' {"transaction_id":"t9","external_customer_id":"c9","code":"x"} ')
-    producer.flush()
-    assert client.stored[0]["Data"] == (
+    assert producer.flush() == []
+    stored = moto_stream.records()
+    assert stored[0]["data"] == (
         b'{"transaction_id":"t1","external_customer_id":"c1","code":"api_calls",'
         b'"timestamp":"2024-05-01T10:00:00+02:00","decimal_value":1.50,"value":3}'
     )
-    assert client.stored[0]["PartitionKey"] == "c1"
+    assert stored[0]["pk"] == "c1"
     # Only the put-time stamp is added (the event had no timestamp); every other byte is as given.
-    assert client.stored[1]["Data"] == (
+    assert stored[1]["data"] == (
         b' {"timestamp":"2026-05-03T03:09:37.001Z","transaction_id":"t9","external_customer_id":"c9","code":"x"} '
     )
 
 
-def test_validate_false_sends_invalid_events_keyed_by_content(stub: Any) -> None:
-    client = stub()
-    producer = _producer(client, validate=False)
-    producer.put_many([{"code": "x"}, b"not json at all", GOOD])
-    producer.flush()
-    keys = [r["PartitionKey"] for r in client.stored]
+def test_validate_false_sends_invalid_events_keyed_by_content(moto_stream: Any) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name, validate=False)
+    assert producer.put_many([{"code": "x"}, b"not json at all", GOOD]) == []  # nothing refused
+    assert producer.flush() == []
+    stored = moto_stream.records()
+    assert [r["data"] for r in stored][1] == b"not json at all"
+    keys = [r["pk"] for r in stored]
     assert len(keys) == 3 and keys[2] == "c1" and len(keys[0]) == len(keys[1]) == 32
+    assert keys[0] != keys[1]  # keyed by content: different events, different keys
 
 
-def test_rules_apply_at_the_edge(stub: Any) -> None:
-    producer = _producer(stub(), rules=EventRules(organization_id="acme"))
-    producer.put(GOOD | {"organization_id": "acme"})
+def test_rules_apply_at_the_edge(moto_stream: Any) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name, rules=EventRules(organization_id="acme"))
+    assert producer.put(GOOD | {"organization_id": "acme"}) is True
     with pytest.raises(EventError, match="organization_mismatch"):
         producer.put(GOOD | {"organization_id": "other"})
+    assert producer.flush() == []
+    assert [json.loads(r["data"])["organization_id"] for r in moto_stream.records()] == ["acme"]
 
 
 def test_partition_key_options(stub: Any) -> None:
+    # The stub, not moto: it keeps the ExplicitHashKey each entry was sent with, which GetRecords never returns.
     client = stub()
     by_field = _producer(client, partitioning=PartitioningPolicy(partition_key="transaction_id"))
     by_field.put(GOOD)
@@ -135,8 +152,8 @@ def test_partition_key_options(stub: Any) -> None:
         PartitioningPolicy(explicit_hash_key=2**128)
 
 
-def test_closed_producer_refuses_puts(stub: Any) -> None:
-    producer = _producer(stub())
+def test_closed_producer_refuses_puts(moto_stream: Any) -> None:
+    producer = _producer(moto_stream.client, moto_stream.name)
     producer.close()
     with pytest.raises(ProducerClosedError):
         producer.put(GOOD)

@@ -130,8 +130,15 @@ def test_embeds_event_rules_for_the_transform_environment() -> None:
     config = PipelineConfig.from_context({"bxb:rules.hooks": hooks, "bxb:rules.organization_id": "acme"})
     assert isinstance(config.rules, EventRules)
     env = config.transform_env()
-    assert env == config.rules.to_env()
-    assert env["BXB_HOOKS"] == hooks and env["BXB_ORGANIZATION_ID"] == "acme"
+    assert env == {  # every rule, spelled as the Lambda's environment (defaults included)
+        "BXB_ORGANIZATION_ID": "acme",
+        "BXB_MULTI_TENANT": "false",
+        "BXB_FUTURE_SKEW_SECONDS": "300",
+        "BXB_MAX_PROPERTIES_BYTES": "16384",
+        "BXB_MAX_PROPERTIES_DEPTH": "8",
+        "BXB_MAX_RECORD_BYTES": "65536",
+        "BXB_HOOKS": hooks,
+    }
     assert EventRules.from_env(env) == config.rules  # what the Lambda reads back
 
 
