@@ -16,6 +16,7 @@ from bxb_stream.transform import Transformer
 
 ARN = "arn:aws:firehose:us-east-1:123456789012:deliverystream/t"
 SRC = "arn:aws:kinesis:us-east-1:123456789012:stream/t"
+NOW_MS = 1_790_000_000_000  # the transform's clock, fixed
 
 
 def records(datas: list[bytes]) -> list[Record]:
@@ -38,7 +39,7 @@ def ok_all(event: dict[str, Any]) -> dict[str, Any]:
     return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in event["records"]]}
 
 
-def test_event_has_firehose_shape(kit: Any) -> None:
+def test_event_has_firehose_shape() -> None:
     seen: list[dict[str, Any]] = []
 
     def handler(event: dict[str, Any]) -> dict[str, Any]:
@@ -155,15 +156,15 @@ def test_batches_respect_the_buffer_hint_and_the_6mb_payload() -> None:
     assert all(sum(len(r.data) for r in b) < 3 * 1024 * 1024 for b in big.batches(records([b"y" * 500_000] * 12)))
 
 
-def test_real_transformer_keeps_its_reasons(kit: Any) -> None:
-    # The transform reads `timestamp` in seconds (or ISO 8601); kit.NOW_MS is milliseconds and would be
+def test_real_transformer_keeps_its_reasons() -> None:
+    # The transform reads `timestamp` in seconds (or ISO 8601); NOW_MS is milliseconds and would be
     # refused as timestamp_in_future, so the "good" records would never reach Ok or Dropped.
-    raw = {"transaction_id": "t-1", "external_customer_id": "c", "code": "api", "timestamp": kit.NOW_MS // 1000}
+    raw = {"transaction_id": "t-1", "external_customer_id": "c", "code": "api", "timestamp": NOW_MS // 1000}
     datas = [json.dumps(raw).encode(), json.dumps(raw).encode(), b"{bad"]  # a duplicate and a malformed one
-    proc = processor(Transformer(EventRules(organization_id="org-t")).process)
+    proc = processor(Transformer(EventRules(organization_id="org-t"), clock=lambda: NOW_MS / 1000).process)
     recs = records(datas)
     for r in recs:
-        r.arrival_ms = kit.NOW_MS
+        r.arrival_ms = NOW_MS
     outcome = proc.process(recs)
     assert [r.data for r, _, _ in outcome.ok] == [datas[0]]  # the first copy passes on
     assert json.loads(outcome.ok[0][1])["transaction_id"] == "t-1"
