@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _TEST_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 TEST_NAMED_COLLECTION = "bxb_test_s3"
+
+
+# The suite's layers, one folder each; tests/unit is pure (tests/unit/conftest.py guards it at run time).
+LAYERS = ("unit", "functional", "e2e")
+# Fixtures that start moto or reach the embedded engine: a unit test using one belongs in tests/functional.
+HEAVY_FIXTURES = frozenset({"clickhouse_engine", "clickhouse_stack", "clickhouse_db", "moto_s3", "moto_endpoint"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    misplaced = []
+    for item in items:
+        parts = item.path.relative_to(tests_dir).parts if item.path.is_relative_to(tests_dir) else ()
+        layer = parts[0] if parts and parts[0] in LAYERS else None
+        if layer is None:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives under tests/unit, tests/functional or tests/e2e")
+        item.add_marker(layer)
+        heavy = HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if layer == "unit" and heavy:
+            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(heavy))}")
+    if misplaced:
+        raise pytest.UsageError(
+            "unit tests may not use moto or chDB (move them to tests/functional):\n" + "\n".join(misplaced)
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:

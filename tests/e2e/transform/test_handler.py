@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INVOKE = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("handler", "lambdas/transform/handler.py")

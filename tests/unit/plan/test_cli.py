@@ -155,7 +155,7 @@ def test_expiry_only_when_asked(run_plan: Run) -> None:
 
 
 def test_defaults_from_a_given_cdk_json(run_plan: Run, tmp_path: Path) -> None:
-    cdk = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
+    cdk = json.loads((Path(__file__).resolve().parents[3] / "cdk.json").read_text())
     cdk["context"].update(
         {
             "bxb:delivery": "both",

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # The CDK code (stacks/, app.py) lives at the repo root and is not an installed package.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

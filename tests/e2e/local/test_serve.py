@@ -18,7 +18,7 @@ from bxb_stream.cli import local as cli_local
 from bxb_stream.cli import main
 from bxb_stream.producer.synthetic import Expect, generate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from bxb_stream.config import EventRules
 from bxb_stream.events.lines import to_line
 from bxb_stream.events.validate import normalize
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOW_MS = int(time.time() * 1000)  # the child checks ingested_at against its own clock
 CHILD = """
 import json, os, sys

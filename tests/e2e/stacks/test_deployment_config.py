@@ -22,7 +22,7 @@ from bxb_stream.deployment import (
     context_keys,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CDK_JSON = REPO / "cdk.json"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CH_URL = "https://abc123.eu-west-1.aws.clickhouse.cloud:8443"
 Run = Callable[..., tuple[int, str, str]]
 

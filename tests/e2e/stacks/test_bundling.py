@@ -9,7 +9,7 @@ import pytest
 
 from stacks.bundling import LocalPythonBundler, asset_fingerprint, pinned, pip_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures for the producer tests: a moto server on loopback, and a scripted Kinesis stub.
+"""Fixtures for the producer tests (unit and functional): a moto server on loopback, and a scripted Kinesis stub.
 
 moto plays Kinesis for the happy paths; it never throttles, so throttling and
 partial failures come from ``StubKinesis``, which scripts PutRecords answers.

@@ -22,7 +22,7 @@ from bxb_stream.local.pipeline import DataDirInUse, LocalOptions, LocalPipeline,
 from bxb_stream.local.reconcile import HOUR_MS, reconcile
 from bxb_stream.local.relay import RelayClient, RelayServer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 _names = itertools.count()
 
 
