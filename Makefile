@@ -44,7 +44,7 @@ test-e2e: install
 
 # The whole suite with branch coverage of bxb_stream (code run in subprocesses is not counted).
 coverage: install
-	$(BIN)/python -m pytest --cov=bxb_stream --cov-branch --cov-report=term-missing:skip-covered
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 
 # Not part of .ci/run: LocalStack in host mode (Python >= 3.13, npm), both paths reconciled against it.
 test-localstack: install
