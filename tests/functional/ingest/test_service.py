@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -396,3 +397,30 @@ def test_a_request_from_another_delivery_stream_is_refused(service, ingest_db):
     response, _ = svc.handle(fn_url_event([line("a")]))  # the fixture's stream is .../bxb-http
     assert status(response) == 401 and "delivery stream" in body(response)["errorMessage"]
     assert stored(ingest_db) == []
+
+
+def test_a_request_whose_every_record_is_dead_stores_only_dead_letters(service, ingest_db):
+    event = fn_url_event([b"not json\n", b'{"transaction_id":"y"}\n'], request_id="all-dead-1")
+    response, outcome = service().handle(event)
+    assert status(response) == 200 and outcome.rows_inserted == 0 and outcome.dead_lettered == 2
+    assert stored(ingest_db) == []
+    assert [(r[0], r[1], r[2]) for r in dead(ingest_db)] == [
+        ("all-dead-1", 0, "not_json"),
+        ("all-dead-1", 1, "bad_line"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("not json", 'must be JSON {"api_key": "..."}'),
+        (json.dumps({"key": KEY}), 'must be JSON {"api_key": "..."}'),
+        (json.dumps(["api_key"]), 'must be JSON {"api_key": "..."}'),
+        (json.dumps({"api_key": ""}), "empty api_key"),
+        (json.dumps({"api_key": 7}), "empty api_key"),
+    ],
+)
+def test_a_malformed_access_key_secret_is_named(secrets, secret, problem):
+    secrets.put_secret_value(SecretId="bxb/firehose-access-key", SecretString=secret)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        AccessKeys(secrets, "bxb/firehose-access-key").accepts(KEY)

@@ -195,3 +195,14 @@ def test_reads_what_the_transform_wrote_with_msgspec(good_lines):
     decoded = [msgspec.json.decode(x) for x in good_lines]
     rewritten = [json.dumps(d).encode() + b"\n" for d in decoded]
     assert read_table(rewritten).equals(read_table(good_lines))
+
+
+def test_no_lines_is_no_table(good_lines):
+    assert read_table([]) is None
+    assert read_lines([]) == []
+
+
+def test_two_objects_in_one_framed_line_are_refused_by_both_paths(good_lines):
+    two = good_lines[0].rstrip(b"\n") + b"," + good_lines[1]  # starts with {, ends with a newline
+    assert read_lines([two, good_lines[2]]) is None  # three events for two lines: the count gives it away
+    assert read_table([two, good_lines[2]]) is None

@@ -334,3 +334,58 @@ def test_fast_and_slow_paths_agree(event, mutation):
     hypothesis.event("accepted" if fast[0] == "ok" else f"rejected: {fast[1]}")
     assert fast == slow
     assert (fast[0] == "ok") == (mutation == "none")
+
+
+# ----------------------------------------------------------------------------- Python objects (Producer.put(dict))
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (float("inf"), "bad_value"),
+        (float("-inf"), "bad_value"),
+        (float("nan"), "bad_value"),
+        (10**400, "bad_value"),
+        (Decimal("Infinity"), "bad_value"),
+        (Decimal("NaN"), "bad_value"),
+        (Decimal("1e400"), "bad_value"),
+        (Decimal("-1e309"), "bad_value"),
+    ],
+)
+def test_a_value_no_json_text_can_carry_is_refused_from_a_dict(value, code, rules):
+    # JSON has no NaN/Infinity and msgspec refuses numbers beyond a double, but a caller's dict can hold them.
+    with pytest.raises(EventError) as caught:
+        normalize({**BASE, "value": value}, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize(("value", "stored"), [(Decimal("2.5"), 2.5), (Decimal("-0"), 0.0), (-0.0, 0.0), (7, 7.0)])
+def test_a_dict_value_is_stored_as_one_float_spelling(value, stored, rules):
+    event = normalize({**BASE, "value": value}, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
+    assert event.value == stored and type(event.value) is float
+    assert str(event.value) == str(stored)  # -0.0 becomes 0.0
+
+
+@pytest.mark.parametrize("ts", [float("nan"), float("inf"), Decimal("NaN"), Decimal("-Infinity")])
+def test_a_timestamp_no_json_text_can_carry_is_refused_from_a_dict(ts, rules):
+    with pytest.raises(EventError) as caught:
+        normalize({**BASE, "timestamp": ts}, rules, arrival_ms=NOW_MS, ingested_ms=NOW_MS)
+    assert caught.value.code == "bad_timestamp" and "not finite" in caught.value.message
+
+
+def test_a_dict_decimal_value_may_be_a_float_or_a_decimal(rules):
+    def decimal_value(value):
+        return normalize({**BASE, "decimal_value": value}, rules, arrival_ms=NOW_MS, ingested_ms=0).decimal_value
+
+    assert decimal_value(1.25) == "1.25"
+    assert decimal_value(0.1) == "0.1"  # the float's shortest repr, not its binary expansion
+    assert decimal_value(Decimal("12.50")) == "12.50"
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(EventError, match="bad_decimal"):
+            decimal_value(bad)
+
+
+def test_an_unexpected_python_type_is_named_in_the_message(rules):
+    with pytest.raises(EventError) as caught:
+        normalize({**BASE, "value": b"12"}, rules, arrival_ms=NOW_MS, ingested_ms=0)
+    assert caught.value.code == "wrong_type:value" and caught.value.message.endswith("got bytes")

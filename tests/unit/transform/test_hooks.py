@@ -36,7 +36,23 @@ def hook_module(monkeypatch):
     def double(event):
         return {**event, "value": (event["value"] or 1.0) * 2}
 
-    for fn in (explode, add_field, wrong_type, move_org, double):
+    def stamp(event):  # ingested_at is the pipeline's, not the hook's
+        return {**event, "ingested_at": 0}
+
+    def blank_code(event):
+        return {**event, "code": "  "}
+
+    def float_timestamp(event):
+        return {**event, "timestamp": event["timestamp"] / 1000}
+
+    def list_properties(event):
+        return {**event, "properties": ["a"]}
+
+    def drop_code(event):
+        return {k: v for k, v in event.items() if k != "code"}
+
+    for fn in (explode, add_field, wrong_type, move_org, double, stamp, blank_code, float_timestamp, list_properties,
+               drop_code):  # fmt: skip
         setattr(module, fn.__name__, fn)
     module.not_callable = 42
     monkeypatch.setitem(sys.modules, "team_hooks", module)
@@ -108,6 +124,11 @@ def test_a_hook_exception_fails_that_record_only(hook_module):
         ("add_field", "hook_failed:unknown_field:tier"),
         ("wrong_type", "hook_failed:wrong_type:value"),
         ("move_org", "hook_failed:organization_mismatch"),
+        ("stamp", "hook_failed:reserved_field:ingested_at"),
+        ("blank_code", "hook_failed:empty_field:code"),
+        ("float_timestamp", "hook_failed:wrong_type:timestamp"),
+        ("list_properties", "hook_failed:wrong_type:properties"),
+        ("drop_code", "hook_failed:missing_field:code"),
     ],
 )
 def test_what_a_hook_returns_is_checked_against_the_schema(hook_module, hook, code):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ from bxb_stream.config import EventRules
 from bxb_stream.events.schema import arrow_schema
 from bxb_stream.transform import Transformer
 from bxb_stream.transform.contract import check_response
+from bxb_stream.transform.process import entry_size, response_size
 
 NOW_MS = 1_790_000_000_000
 HOUR_MS = 3_600_000
@@ -184,3 +186,30 @@ def test_output_lines_validate_against_the_arrow_schema(transformer, make_reques
 def test_empty_batch(transformer):
     response, stats = transformer.process({"invocationId": "x", "records": []})
     assert response == {"records": []} and stats.balanced
+
+
+def test_partition_keys_stay_right_past_the_cache_bound(make_request, make_event):
+    """The per-(organization, hour) metadata cache is emptied past 10,000 entries (a warm Lambda's
+    memory bound); the records after that still get their own hour's keys."""
+    hours = 10_050
+    events = [make_event(f"t{i}", timestamp=(NOW_MS - (i + 1) * HOUR_MS) / 1000) for i in range(hours)]
+    response, stats = Transformer(EventRules(organization_id="org_1"), clock=lambda: NOW_MS / 1000).process(
+        make_request(*events)
+    )
+    assert stats.results["Ok"] == hours
+    for i, record in enumerate(response["records"]):
+        at = datetime.fromtimestamp((NOW_MS - (i + 1) * HOUR_MS) // HOUR_MS * 3600, tz=UTC)
+        keys = record["metadata"]["partitionKeys"]
+        assert (keys["date"], keys["hour"]) == (at.strftime("%Y-%m-%d"), at.strftime("%H")), i
+
+
+def test_response_size_is_json_dumps_size_for_non_ascii_answers():
+    answers = [
+        {"recordId": "é-1", "result": "Ok", "data": "eA==", "metadata": {"partitionKeys": {"organization_id": "ü"}}},
+        {"recordId": "2", "result": "Dropped", "data": ""},
+    ]
+    assert response_size(answers) == len(json.dumps({"records": answers}).encode())
+    assert entry_size(answers[0]) == len(json.dumps(answers[0]).encode())
+    keys = {"organization_id": "o", "date": "2026-09-21", "hour": "14"}  # the transform's three keys
+    ascii_answer = {**answers[0], "recordId": "1", "metadata": {"partitionKeys": keys}}
+    assert entry_size(ascii_answer) == len(json.dumps(ascii_answer).encode())  # the fast count agrees
