@@ -135,7 +135,8 @@ class EchoTransform:
 
     Kept where a test needs what the real Transformer cannot give on demand: a verdict scripted by the
     record's bytes (Dropped/ProcessingFailed side by side with Ok), fixed partition keys to assert
-    prefixes, or its call and batch counts. Tests about delivery alone use the real Transformer
+    prefixes, output lines exactly one byte longer than the input (size-flush arithmetic that counts
+    records per object), or its call and batch counts. Tests about delivery alone use the real Transformer
     (``rules=kit.RULES`` with ``kit.raw_line``)."""
 
     def __init__(self) -> None:

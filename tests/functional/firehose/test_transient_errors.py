@@ -107,12 +107,12 @@ def test_transient_errors_on_every_aws_call_are_retried_and_nothing_is_lost(
 
 def test_an_error_that_cannot_pass_stops_the_runner(aws: Any, kit: Any, aws_faults: Any) -> None:
     stream, bucket = aws.new_stream(), aws.new_bucket()
-    aws.put(stream, [kit.line(i) for i in range(5)])
+    aws.put(stream, [kit.raw_line(i) for i in range(5)])
     aws_faults(aws.kinesis, "GetRecords", forever=(400, "AccessDeniedException"))
     runner = fast(
         DeliveryStream(
             kit.s3_settings(stream, bucket, aws.endpoint),
-            handler=kit.EchoTransform(),
+            rules=kit.RULES,
             kinesis_client=aws.kinesis,
             s3_client=aws.s3,
         )
@@ -126,12 +126,10 @@ def test_abandon_ends_a_retry_loop_and_keeps_the_records_before_the_checkpoint(
     aws: Any, kit: Any, aws_faults: Any, tmp_path: Path
 ) -> None:
     stream, bucket = aws.new_stream(), aws.new_bucket()
-    aws.put(stream, [kit.line(i) for i in range(30)])
+    aws.put(stream, [kit.raw_line(i) for i in range(30)])
     aws_faults(aws.s3, "PutObject", forever=(500, ""))  # S3 never comes back
     settings = kit.s3_settings(stream, bucket, aws.endpoint, buffer_interval_s=900)
-    runner = DeliveryStream(
-        settings, handler=kit.EchoTransform(), kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path
-    )
+    runner = DeliveryStream(settings, rules=kit.RULES, kinesis_client=aws.kinesis, s3_client=aws.s3, data_dir=tmp_path)
     assert runner.run_until(lambda r: r.stats.records_read >= 30, timeout_s=20)
     outcome: list[BaseException] = []
 
