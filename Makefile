@@ -1,6 +1,7 @@
 # Two front doors (see README.md):
 #   make demo   install, then run the local end-to-end pipeline on its defaults
-#   make test   install, then run the test suite
+#   make test   install, then run the test suite (every layer)
+# One layer of the suite: make test-unit | test-functional | test-e2e; make coverage (branch coverage).
 # and, outside CI (it installs LocalStack, ~1 min the first time):
 #   make test-localstack   the local pipeline against a real LocalStack (scripts/localstack/run.py)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export CDK_DISABLE_CLI_TELEMETRY = true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-localstack lint bench clean
+.PHONY: install demo test test-unit test-functional test-e2e coverage test-localstack lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,22 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Pure tests: no moto, no chDB, no subprocess (tests/unit/conftest.py enforces it).
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+# moto and the embedded chDB engine, in process.
+test-functional: install
+	$(BIN)/python -m pytest tests/functional
+
+# The local pipeline, handlers and the CLI in a subprocess, CDK synth with cfn-lint.
+test-e2e: install
+	$(BIN)/python -m pytest tests/e2e
+
+# The whole suite with branch coverage of bxb_stream (code run in subprocesses is not counted).
+coverage: install
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 
 # Not part of .ci/run: LocalStack in host mode (Python >= 3.13, npm), both paths reconciled against it.
 test-localstack: install

@@ -9,5 +9,5 @@
   clickhouse  - table names and the insert client
 
 It never imports ``bxb_stream`` (the tooling: producer, local Firehose, local pipeline,
-planner, CLI); tests/test_layering.py checks it.
+planner, CLI); tests/unit/test_layering.py checks it.
 """

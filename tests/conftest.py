@@ -8,6 +8,10 @@
   fresh database with the full schema applied (S3Queue polling fast, usage refreshed every
   second) and returns a ``ClickHouseStack``. Databases are dropped before moto stops.
 - ``clickhouse_db`` (session): one such stack, for tests that only need the tables.
+
+Hypothesis profiles (env ``HYPOTHESIS_PROFILE``): ``default`` is fast (100 examples per property),
+``ci`` is thorough (1000). A test's own ``@settings(max_examples=...)`` wins over both; only tests
+whose examples are expensive (a moto round trip each) set one.
 """
 
 from __future__ import annotations
@@ -21,14 +25,44 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bxb_stream.clickhouse import engine as ch_engine
 
+settings.register_profile("default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", settings.get_profile("default"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 _TEST_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 TEST_NAMED_COLLECTION = "bxb_test_s3"
+
+
+# The suite's layers, one folder each; tests/unit is pure (tests/unit/conftest.py guards it at run time).
+LAYERS = ("unit", "functional", "e2e")
+# Fixtures that start moto or reach the embedded engine: a unit test using one belongs in tests/functional.
+HEAVY_FIXTURES = frozenset({"clickhouse_engine", "clickhouse_stack", "clickhouse_db", "moto_s3", "moto_endpoint"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    misplaced = []
+    for item in items:
+        parts = item.path.relative_to(tests_dir).parts if item.path.is_relative_to(tests_dir) else ()
+        layer = parts[0] if parts and parts[0] in LAYERS else None
+        if layer is None:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives under tests/unit, tests/functional or tests/e2e")
+        item.add_marker(layer)
+        heavy = HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if layer == "unit" and heavy:
+            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(heavy))}")
+    if misplaced:
+        raise pytest.UsageError(
+            "unit tests may not use moto or chDB (move them to tests/functional):\n" + "\n".join(misplaced)
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -85,7 +119,14 @@ def moto_endpoint(moto_s3: MotoS3) -> str:
     return moto_s3.endpoint_url
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+# Waits poll a condition and return as soon as it holds; the bound only decides how long a broken run
+# takes to fail. It is generous because the machine may be shared (2 cores, other suites running).
+WAIT_SECONDS = 120.0
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = WAIT_SECONDS, interval: float = 0.1, what: str = ""
+) -> Any:
     """Poll until ``predicate()`` is truthy; bounded in time and in attempts."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 1):
@@ -130,11 +171,11 @@ class ClickHouseStack:
     def count(self, table: str, final: bool = False) -> int:
         return int(self.client.command(f"SELECT count() FROM {self.database}.{table}{' FINAL' if final else ''}"))
 
-    def wait_count(self, table: str, expected: int, timeout: float = 30.0) -> None:
+    def wait_count(self, table: str, expected: int, timeout: float = WAIT_SECONDS) -> None:
         wait_until(lambda: self.count(table) >= expected, timeout, what=f"{expected} rows in {table}")
         assert self.count(table) == expected
 
-    def wait_processed(self, keys: Sequence[str], timeout: float = 30.0) -> None:
+    def wait_processed(self, keys: Sequence[str], timeout: float = WAIT_SECONDS) -> None:
         """Until S3Queue has processed every object in ``keys`` (its Keeper state, not the row count:
         an identical file may be dropped by insert deduplication and add no rows)."""
         from bxb_stream.clickhouse import status
@@ -153,7 +194,7 @@ class ClickHouseStack:
 
         status.refresh_now(self.client, self.database)
 
-    def wait_usage_caught_up(self, timeout: float = 30.0) -> None:
+    def wait_usage_caught_up(self, timeout: float = WAIT_SECONDS) -> None:
         """Until every landed row is resolved and every billed one is in usage_hourly."""
         from bxb_stream.clickhouse import status
 

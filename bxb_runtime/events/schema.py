@@ -2,7 +2,7 @@
 
 Everything else is derived from ``FIELDS``: the validator (``events.validate``),
 the Arrow schema for Parquet, the Glue columns for Firehose's Parquet
-conversion, and the ClickHouse column list. ``tests/events/test_schema.py``
+conversion, and the ClickHouse column list. ``tests/unit/events/test_schema.py``
 asserts that all four agree.
 
 The schema has versions. Each field says in which version it was added (``added_in``) and,

@@ -453,7 +453,7 @@ def _float(value: Any) -> float:
             raise EventError("bad_value", "value is too large for a float") from None
     if kind is Decimal:
         if value.is_finite() and value.copy_abs() < Decimal("1e308"):
-            return float(value)
+            return float(value) + 0.0  # Decimal("-0") too: one spelling per value
         raise EventError("bad_value", "value must be finite")
     raise EventError("wrong_type:value", f"value must be a number, got {_json_type(value)}")
 

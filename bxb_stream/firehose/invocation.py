@@ -172,7 +172,7 @@ class _Answer(msgspec.Struct):
     recordId: str  # Firehose's field names
     result: str
     # msgspec reads base64 into bytes in C. It accepts a subset of what a2b_base64(strict_mode=True) accepts
-    # (tests/firehose/test_fast_paths.py fuzzes this); anything else fails the typed decode -> general path.
+    # (tests/functional/firehose/test_fast_paths.py fuzzes this); anything else fails the typed decode -> general path.
     data: bytes = b""
     metadata: msgspec.Raw = msgspec.Raw(b"null")  # decoded once per distinct value, below
 
