@@ -484,13 +484,16 @@ AS WITH
     -- This run resolves the landed rows in (wm, upto]: the next resolve_batch_rows marks.
     (SELECT max(mark) FROM (
         SELECT {MARK} AS mark FROM {raw}
-        WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND {above}
+        PREWHERE {above.replace("mark", MARK)}
+        WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64))
         ORDER BY mark LIMIT {s.resolve_batch_rows})) AS upto,
     fresh AS (
         SELECT {event_cols}, inserted_at, source, {MARK} AS mark, _block_number AS block, {ev.payload_hash} AS hash,
             {KEY_HASH} AS key_hash
         FROM {raw}
-        WHERE {PART_MAX_BLOCK} >= {since_block} AND {since} AND mark <= upto
+        -- Of rows resolved before (in a merged part, or the last block), only the mark is read.
+        PREWHERE {since.replace("mark", MARK)} AND {MARK} <= upto
+        WHERE {PART_MAX_BLOCK} >= {since_block}
     ),
     -- Transactions that come more than once in this run, with each copy's position: which came
     -- first, per transaction and per payload (a repeat of any stored payload is a duplicate, not a
@@ -587,7 +590,8 @@ SELECT organization_id, external_customer_id, code, toStartOfHour(timestamp) AS 
 FROM (
     SELECT organization_id, external_customer_id, code, timestamp, value, decimal_value, {MARK} AS mark
     FROM {db}.{t.LEDGER}
-    WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND {MARK} > wm AND verdict IN ({billable})
+    PREWHERE {MARK} > wm
+    WHERE {PART_MAX_BLOCK} >= toUInt64(bitShiftRight(wm, 64)) AND verdict IN ({billable})
     ORDER BY mark
     LIMIT {s.usage_batch_rows}
 )

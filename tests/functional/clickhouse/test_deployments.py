@@ -8,7 +8,7 @@ import pytest
 from bxb_runtime.clickhouse import tables as t
 from bxb_runtime.config import ConfigError
 from bxb_runtime.events.schema import FIELDS, Field, Kind
-from bxb_stream.clickhouse.ddl import create_database, migrations, migrations_table, render_sql
+from bxb_stream.clickhouse.ddl import MARK, create_database, migrations, migrations_table, render_sql
 from bxb_stream.clickhouse.settings import ClickHouseSettings, Deployment
 
 BUCKET = "https://bxb-events.s3.eu-west-1.amazonaws.com"
@@ -16,16 +16,17 @@ ROLE = "arn:aws:iam::123456789012:role/clickhouse-s3"
 V2 = (*FIELDS, Field("region", Kind.STRING, "Where it happened.", nullable=True, max_length=64, added_in=2))
 
 # Checksums recorded by databases applied before deployments and schema versions existed
-# (migration 2 as of the resolver's key-hash joins: nothing had been deployed with the one before).
+# (migration 2 as of the resolver's key-hash joins and PREWHERE reads: nothing had been deployed with the
+# one before).
 RELEASED_CHECKSUMS = {
     "named": [
         "a741405fae984f3c4862e5308fe1c05fe15387c2ff0e491d7a9877fe254a9c30",
-        "6099a3ba9e7a82588ed3c4f6d962e450d26c45d39aa5d7ac1971d32ecc1ab15c",
+        "8c38a16c54b98cdb5da49e8aee51eef0e187c071ae5426391f21458507a161fb",
         "6519bc7df3193e3d292efcff095b65e868dfa5822de2a3ab86d07df61db96c61",
     ],
     "role": [
         "a741405fae984f3c4862e5308fe1c05fe15387c2ff0e491d7a9877fe254a9c30",
-        "6099a3ba9e7a82588ed3c4f6d962e450d26c45d39aa5d7ac1971d32ecc1ab15c",
+        "8c38a16c54b98cdb5da49e8aee51eef0e187c071ae5426391f21458507a161fb",
         "275a8b8f693b5b6c63bc7a26a9351b642330cca9bd791d2486ee8200f29f6e0c",
     ],
 }
@@ -90,7 +91,9 @@ def test_cluster_replicates_shards_by_transaction_and_splits_the_queue():
     raw = sql.split(f"TABLE IF NOT EXISTS bxb.{t.EVENTS_RAW} (")[1].split(";\n")[0]
     assert "PARTITION BY tuple()" in raw
     assert (
-        "mark >= since AND mark <= upto" in sql and "(mark > wm OR unstarted)" in sql and "toUInt128(10000), 64)" in sql
+        f"{MARK} >= since AND {MARK} <= upto" in sql
+        and f"({MARK} > wm OR unstarted)" in sql
+        and "toUInt128(10000), 64)" in sql
     )
     # One keeper path for every replica (no macro in it), threads and buckets as the docs advise.
     assert "keeper_path = '/clickhouse/bxb/s3queue/bxb/events_queue'" in sql
