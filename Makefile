@@ -42,7 +42,7 @@ test-functional: install
 test-e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
-# The whole suite with branch coverage of bxb_stream (code run in subprocesses is not counted).
+# The whole suite with branch coverage of bxb_runtime and bxb_stream (code run in subprocesses is not counted).
 coverage: install
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 

@@ -24,6 +24,7 @@ Side by side in one run, on one embedded engine, with one set of Parquet files:
 The last line is one JSON object with every figure and ``targets_met``.
 
 Run: python bench/clickhouse.py [--events N] [--files F] [--queries Q] [--customers C] [--codes K]
+     [--refresh-seconds S] [--resolve-batch-rows R]
 The query speedup grows with events per hourly row (printed): usage_hourly reads ~720 rows per
 customer x metric x month whatever the volume, the exact query reads every billed event.
 """
@@ -229,6 +230,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customers (all in one organization)")
     parser.add_argument("--codes", type=int, default=CODES, help="metric codes per customer")
     parser.add_argument("--data-parent", default="/dev/shm" if Path("/dev/shm").is_dir() else None)
+    parser.add_argument("--refresh-seconds", type=int, default=2, help="the resolver's and usage refresh's interval")
+    parser.add_argument("--resolve-batch-rows", type=int, default=2_000_000, help="rows one resolver run takes")
     args = parser.parse_args()
     globals().update(CUSTOMERS=args.customers, CODES=args.codes)  # the data shape used below
 
@@ -267,8 +270,9 @@ def run(args: argparse.Namespace, eng: engine.Engine, endpoint: str) -> int:
         polling_max_timeout_ms=500,
         polling_backoff_ms=100,
         s3_retry_attempts=3,
-        refresh_seconds=1,
-        resolve_batch_rows=1_000_000,
+        refresh_seconds=args.refresh_seconds,
+        resolve_batch_rows=args.resolve_batch_rows,
+        usage_batch_rows=max(args.resolve_batch_rows, 1_000_000),
     )
     migrations.ensure_named_collection_from_env(client, settings)
     for statement in baseline_ddl(base, f"{endpoint}/{base.replace('_', '-')}", "bxb_bench_s3"):
@@ -365,6 +369,8 @@ def run(args: argparse.Namespace, eng: engine.Engine, endpoint: str) -> int:
     )
     figures = {
         "events": args.events,
+        "refresh_seconds": args.refresh_seconds,
+        "resolve_batch_rows": args.resolve_batch_rows,
         "files": len(files),
         "baseline_ingest_events_per_second": round(args.events / base_s),
         "ingest_events_per_second": round(args.events / ours_s),
