@@ -176,20 +176,8 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
             text = "{}"
         dec = ev.decimal_value
         org = ev.organization_id
-        if later:
-            return output(
-                tid,
-                customer,
-                code,
-                ts_ms,
-                text,
-                default_org if org is None and default_org else _organization(org, rules),
-                ingested_ms,
-                arrival_ms,
-                None if ev.value is None else ev.value + 0.0,
-                None if dec is None else parse_decimal(dec),
-                *[_later_value(f, getattr(ev, f.name, None)) for f in later],
-            )
+        # Fields added after version 1 follow the first ones (none today: an empty tuple).
+        added = [_later_value(f, getattr(ev, f.name, None)) for f in later] if later else ()
         return output(
             tid,
             customer,
@@ -202,6 +190,7 @@ def make_normalizer(rules: EventRules) -> Callable[[bytes, int, int], Any]:
             # msgspec refuses non-finite numbers already; + 0.0 makes -0.0 plain 0.0 (one spelling per value)
             None if ev.value is None else ev.value + 0.0,
             None if dec is None else parse_decimal(dec),
+            *added,
         )
 
     return normalize_fast
