@@ -154,7 +154,7 @@ def powertools_pydantic(event: dict[str, Any]) -> dict[str, Any]:
     firehose = KinesisFirehoseEvent(event)
     result = KinesisFirehoseDataTransformationResponse()
     now_ms = int(time.time() * 1000)
-    seen: set[str] = set()
+    seen: dict[str, bytes] = {}
     for record in firehose.records:
         arrival_ms = record.approximate_arrival_timestamp
         try:
@@ -168,23 +168,20 @@ def powertools_pydantic(event: dict[str, Any]) -> dict[str, Any]:
         except (pydantic.ValidationError, ValueError):
             result.add_record(record.build_data_transformation_response(result="ProcessingFailed", data=record.data))
             continue
-        if ev.transaction_id in seen:
+        out = ev.model_dump(exclude_none=True)
+        out.update(timestamp=ts_ms, properties=properties)
+        payload = json.dumps(out, sort_keys=True)
+        # An identical copy within the batch is dropped; a copy that differs goes on (a conflict).
+        if seen.get(ev.transaction_id) == payload:
             result.add_record(record.build_data_transformation_response(result="Dropped", data=record.data))
             continue
-        seen.add(ev.transaction_id)
-        out = ev.model_dump(exclude_none=True)
-        out.update(timestamp=ts_ms, properties=properties, ingested_at=now_ms)
+        seen.setdefault(ev.transaction_id, payload)
+        out.update(ingested_at=now_ms, arrived_at=arrival_ms)
+        line = json.dumps(out).encode() + b"\n"
         at = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-        late = ts_ms < arrival_ms - RULES.allowed_lateness_ms
-        metadata = KinesisFirehoseDataTransformationRecordMetadata(
-            partition_keys={
-                "organization_id": out["organization_id"],
-                "date": at.strftime("%Y-%m-%d"),
-                "hour": at.strftime("%H"),
-                "stream": "late" if late else "events",
-            }
-        )
-        data = base64.b64encode(json.dumps(out).encode() + b"\n").decode()
+        keys = {"organization_id": out["organization_id"], "date": at.strftime("%Y-%m-%d"), "hour": at.strftime("%H")}
+        metadata = KinesisFirehoseDataTransformationRecordMetadata(partition_keys=keys)
+        data = base64.b64encode(line).decode()
         result.add_record(record.build_data_transformation_response(result="Ok", data=data, metadata=metadata))
     return result.asdict()
 
