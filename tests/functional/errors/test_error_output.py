@@ -10,12 +10,11 @@ import random
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
+from testkit.aws import Moto
 
 from bxb_runtime import layout
 from bxb_runtime.config import EventRules
@@ -41,7 +40,6 @@ from bxb_stream.firehose.settings import (
     SourceSettings,
 )
 
-CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 RULES = EventRules(organization_id="org-e")
 GOOD = {"transaction_id": "t", "external_customer_id": "c1", "code": "api_calls", "value": 1}
 REJECTED = {  # raw record -> the validator's code for it
@@ -54,30 +52,9 @@ REJECTED = {  # raw record -> the validator's code for it
 }
 
 
-@dataclass
-class Moto:
-    endpoint: str
-    kinesis: Any
-    s3: Any
-
-    def stream_and_bucket(self) -> tuple[str, str]:
-        stream, bucket = f"s-{uuid.uuid4().hex[:10]}", f"b-{uuid.uuid4().hex[:10]}"
-        self.kinesis.create_stream(StreamName=stream, ShardCount=1)
-        self.s3.create_bucket(Bucket=bucket)
-        return stream, bucket
-
-    def put(self, stream: str, datas: list[bytes]) -> None:
-        entries = [{"Data": d, "PartitionKey": f"pk{i}"} for i, d in enumerate(datas)]
-        assert self.kinesis.put_records(StreamName=stream, Records=entries)["FailedRecordCount"] == 0
-
-
 @pytest.fixture
 def moto(moto_endpoint: str) -> Moto:
-    return Moto(
-        moto_endpoint,
-        boto3.client("kinesis", endpoint_url=moto_endpoint, **CREDS),
-        boto3.client("s3", endpoint_url=moto_endpoint, **CREDS),
-    )
+    return Moto.at(moto_endpoint)
 
 
 def _source(stream: str, endpoint: str) -> SourceSettings:

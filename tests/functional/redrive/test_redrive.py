@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
+from testkit.aws import Moto
 
 from bxb_runtime import layout
 from bxb_runtime.config import EventRules
@@ -36,41 +34,14 @@ from bxb_stream.redrive import (
     redriven_key,
 )
 
-CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 RULES = EventRules(organization_id="org-r")
 ARRIVED = datetime(2026, 5, 1, 8, 9, 10, 123000, tzinfo=UTC)
 ARRIVED_MS = int(ARRIVED.timestamp() * 1000)
 
 
-@dataclass
-class Moto:
-    endpoint: str
-    kinesis: Any
-    s3: Any
-
-    def stream_and_bucket(self) -> tuple[str, str]:
-        stream, bucket = f"s-{uuid.uuid4().hex[:10]}", f"b-{uuid.uuid4().hex[:10]}"
-        self.kinesis.create_stream(StreamName=stream, ShardCount=1)
-        self.s3.create_bucket(Bucket=bucket)
-        return stream, bucket
-
-    def keys(self, bucket: str) -> set[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        return {o["Key"] for page in pages for o in page.get("Contents", [])}
-
-    def stream_data(self, stream: str) -> list[bytes]:
-        shard = self.kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
-        iterator = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-        return [r["Data"] for r in self.kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]]
-
-
 @pytest.fixture
 def moto(moto_endpoint: str) -> Moto:
-    return Moto(
-        moto_endpoint,
-        boto3.client("kinesis", endpoint_url=moto_endpoint, **CREDS),
-        boto3.client("s3", endpoint_url=moto_endpoint, **CREDS),
-    )
+    return Moto.at(moto_endpoint)
 
 
 def aws_line(raw: bytes, code: str, *, arrival_ms: int = ARRIVED_MS, style: str = "processing") -> bytes:
