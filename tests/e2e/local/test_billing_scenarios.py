@@ -9,9 +9,7 @@ one scenario also runs both paths into one database.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import shutil
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from testkit.local import LocalPipelines
 
 from bxb_runtime.clickhouse import tables as t
 from bxb_runtime.config import EventRules
@@ -27,13 +26,11 @@ from bxb_runtime.events.validate import normalize
 from bxb_runtime.layout import ARCHIVE_PREFIX, EVENTS_PREFIX
 from bxb_stream.clickhouse import late, ledger, periods, status
 from bxb_stream.clickhouse.usage import query_usage, query_usage_raw
-from bxb_stream.deployment import PipelineConfig
-from bxb_stream.local.pipeline import LocalOptions, LocalPipeline
+from bxb_stream.local.pipeline import LocalPipeline
 from bxb_stream.producer.synthetic import Expect, Expectation
 
 pytestmark = pytest.mark.slow
 
-_names = itertools.count()
 CODE = "api_calls"
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
@@ -89,23 +86,9 @@ class Scenarios:
 
 @pytest.fixture
 def scenarios(moto_s3, tmp_path):
-    n = next(_names)
-    config = PipelineConfig(name=f"bill-s{n}")
-    options = LocalOptions(
-        events=0,
-        data_dir=tmp_path / "run",
-        endpoint_url=moto_s3.endpoint_url,
-        database=f"bill_s{n}",
-        buffer_seconds=0.5,
-        timeout_s=120,
-        shards=2,
-    )
-    pipeline = LocalPipeline(config, options)
-    pipeline.start()
-    yield Scenarios(pipeline)
-    pipeline.stop()
-    for runtime in pipeline.paths.values():
-        pipeline.client.command(f"DROP DATABASE IF EXISTS {runtime.database} SYNC")
+    pipelines = LocalPipelines(moto_s3, tmp_path, "bill")
+    yield Scenarios(pipelines.build(events=0))
+    pipelines.close()
 
 
 def test_billing_scenarios_on_both_paths(scenarios: Scenarios) -> None:
@@ -245,23 +228,10 @@ def _retry_an_http_request(s: Scenarios) -> None:
 def test_both_paths_into_one_database_bill_each_event_once(moto_s3, tmp_path) -> None:
     """Deployed, both delivery streams may write one database: every event lands twice
     (Parquet via S3Queue, and the HTTP insert); each is billed once."""
-    n = next(_names)
-    database = f"bill_one_{n}"
-    pipeline = LocalPipeline(
-        PipelineConfig(name=f"bill-one{n}"),
-        LocalOptions(
-            events=0,
-            data_dir=tmp_path / "one",
-            endpoint_url=moto_s3.endpoint_url,
-            database=database,
-            buffer_seconds=0.5,
-            timeout_s=120,
-            shards=2,
-            shared_database=True,
-        ),
-    )
-    pipeline.start()
+    pipelines = LocalPipelines(moto_s3, tmp_path, "bill_one")
     try:
+        pipeline = pipelines.build(events=0, shared_database=True)
+        database = pipeline.options.database
         on_time = NOW - timedelta(minutes=10)
         pipeline.produce(
             [(event(f"both-{i}", "c-both", on_time, value=0.5), Expectation(Expect.STORED)) for i in range(150)]
@@ -274,6 +244,4 @@ def test_both_paths_into_one_database_bill_each_event_once(moto_s3, tmp_path) ->
         counts = ledger.verdict_counts(pipeline.client, database)
         assert counts["billed"] == 150 and counts["duplicate"] == 150  # the other path's copy of each
     finally:
-        pipeline.stop()
-        pipeline.client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
-        shutil.rmtree(tmp_path / "one", ignore_errors=True)
+        pipelines.close()

@@ -7,7 +7,6 @@ buckets and databases never mix.
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from testkit.local import LocalPipelines
 
 from bxb_stream.clickhouse.usage import query_usage
 from bxb_stream.deployment import PipelineConfig
@@ -23,38 +23,15 @@ from bxb_stream.local.reconcile import HOUR_MS, reconcile
 from bxb_stream.local.relay import RelayClient, RelayServer
 
 ROOT = Path(__file__).resolve().parents[3]
-_names = itertools.count()
 
 
 @pytest.fixture
 def make_pipeline(moto_s3, tmp_path):
-    made = []
-
-    def build(**options) -> LocalPipeline:
-        # Conflicting resends must follow their originals (LocalPipeline.resends); only tests that
-        # send them in a second wave ask for them.
-        options.setdefault("conflict_share", 0.0)
-        n = next(_names)
-        config = PipelineConfig(name=f"local-t{n}")
-        opts = LocalOptions(
-            data_dir=tmp_path / f"run{n}",
-            endpoint_url=moto_s3.endpoint_url,
-            database=f"local_t{n}",
-            buffer_seconds=0.5,
-            timeout_s=120,
-            shards=2,
-            **options,
-        )
-        pipeline = LocalPipeline(config, opts)
-        made.append(pipeline)
-        pipeline.start()
-        return pipeline
-
-    yield build
-    for pipeline in made:
-        pipeline.stop()
-        for runtime in pipeline.paths.values():
-            pipeline.client.command(f"DROP DATABASE IF EXISTS {runtime.database} SYNC")
+    pipelines = LocalPipelines(moto_s3, tmp_path, "local")
+    # Conflicting resends must follow their originals (LocalPipeline.resends); only tests that
+    # send them in a second wave ask for them.
+    yield lambda **options: pipelines.build(**{"conflict_share": 0.0, **options})
+    pipelines.close()
 
 
 def reconciled(pipeline: LocalPipeline) -> dict:
