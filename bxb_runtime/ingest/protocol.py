@@ -7,8 +7,11 @@ gzip-compressed when ``Content-Encoding: gzip``.
 Response: ``{requestId, timestamp, errorMessage?}`` with Content-Length. Only
 200 is success; 413 is permanent; Firehose retries anything else.
 
-Each record's base64 is decoded exactly once, here (``decode_records``); its text is kept
-as received for a dead letter.
+Each record's base64 is decoded exactly once, here. In the common case msgspec decodes it
+in C while it reads the body (``_DecodedBody``); only a request with a record that is not
+base64 is read the careful way, one record at a time (``decode_records``), so that record
+alone becomes a dead letter. A record's text as received is what a dead letter keeps; it is
+read from the body only when one is needed (``_BodyTexts``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 from pybase64 import b64decode
@@ -52,21 +55,57 @@ class Limits:
 @dataclass(frozen=True)
 class FirehoseRequest:
     request_id: str
-    texts: list[str]  # each record's data as received (base64 text): what a dead letter keeps
+    texts: Sequence[str]  # each record's data as received (base64 text): what a dead letter keeps
     lines: list[bytes | None]  # each record decoded; None where it is not valid base64
 
 
-class _Record(msgspec.Struct):
+# gc=False: strings and bytes only, no cycles; the collector need not track a request's records.
+class _Record(msgspec.Struct, gc=False):
     data: str
 
 
-class _Body(msgspec.Struct):
+class _Body(msgspec.Struct, gc=False):
     requestId: str  # Firehose's field names (wire.Request)
     timestamp: int
     records: list[_Record]
 
 
+class _DecodedRecord(msgspec.Struct, gc=False):
+    data: bytes  # base64 in JSON: msgspec decodes it, as strictly as binascii's strict mode
+
+
+class _DecodedBody(msgspec.Struct, gc=False):
+    requestId: str
+    timestamp: int
+    records: list[_DecodedRecord]
+
+
 _body_decoder = msgspec.json.Decoder(_Body)
+_decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
+
+
+class _BodyTexts(Sequence[str]):
+    """The records' texts as received, read from the body the first time a dead letter asks."""
+
+    def __init__(self, raw: bytes | str) -> None:
+        self._raw: bytes | str | None = raw
+        self._texts: list[str] = []
+
+    def _load(self) -> list[str]:
+        if self._raw is not None:
+            self._texts = [r.data for r in _body_decoder.decode(self._raw).records]
+            self._raw = None
+        return self._texts
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._load()[index]
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 def access_key(event: dict[str, Any]) -> str | None:
@@ -84,33 +123,55 @@ def header_request_id(event: dict[str, Any]) -> str:
 def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
     """Function-URL event -> FirehoseRequest, or ProtocolError(400 | 413)."""
     headers = _headers(event)
+    raw = _body(event, headers, limits)
+    try:
+        decoded: _DecodedBody | None = _decoded_body_decoder.decode(raw)
+    except msgspec.ValidationError:
+        decoded = None  # a record is not base64, or a field is wrong: the careful reading below says which
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
+    if decoded is not None:
+        request_id, lines = decoded.requestId, [r.data for r in decoded.records]
+        texts: Sequence[str] = _BodyTexts(raw)
+    else:
+        try:
+            parsed = _body_decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
+        request_id, texts = parsed.requestId, [r.data for r in parsed.records]
+        lines = decode_records(texts)
+    if not request_id:
+        raise ProtocolError(400, "requestId is empty")
+    header_id = headers.get(_REQUEST_ID)
+    if header_id and header_id != request_id:
+        raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
+    if len(lines) > MAX_RECORDS:
+        raise ProtocolError(400, f"{len(lines)} records, Firehose sends at most {MAX_RECORDS}")
+    return FirehoseRequest(request_id, texts, lines)
+
+
+def _body(event: dict[str, Any], headers: dict[str, str], limits: Limits) -> bytes | str:
+    """The request's JSON as sent (msgspec reads str and bytes alike), size-checked and unzipped."""
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):  # the function URL's transport encoding of the whole body
         if len(body) > limits.max_body_bytes * 4 // 3 + 4:
             raise ProtocolError(wire.TOO_LARGE_STATUS, f"request body is over {limits.max_body_bytes} bytes")
         try:
-            raw = b64decode(body, validate=True)
+            raw: bytes | str = b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError(400, "body is not valid base64") from None
+    elif isinstance(body, str) and body.isascii():
+        raw = body  # as many bytes as characters (isascii is O(1)): read as it is, no copy
     else:
-        raw = body.encode() if isinstance(body, str) else body
+        try:
+            raw = body.encode() if isinstance(body, str) else body
+        except UnicodeEncodeError:
+            raise ProtocolError(400, "body is not valid UTF-8") from None
     if len(raw) > limits.max_body_bytes:
         raise ProtocolError(wire.TOO_LARGE_STATUS, f"request body is {len(raw)} bytes, limit {limits.max_body_bytes}")
     if headers.get("content-encoding", "").lower() == "gzip":
-        raw = gunzip(raw, limits.max_decompressed_bytes)
-    try:
-        parsed = _body_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(400, f"body is not a Firehose request: {exc}") from None
-    if not parsed.requestId:
-        raise ProtocolError(400, "requestId is empty")
-    header_id = headers.get(_REQUEST_ID)
-    if header_id and header_id != parsed.requestId:
-        raise ProtocolError(400, "X-Amz-Firehose-Request-Id does not match the body's requestId")
-    if len(parsed.records) > MAX_RECORDS:
-        raise ProtocolError(400, f"{len(parsed.records)} records, Firehose sends at most {MAX_RECORDS}")
-    texts = [r.data for r in parsed.records]
-    return FirehoseRequest(parsed.requestId, texts, decode_records(texts))
+        raw = gunzip(raw.encode() if isinstance(raw, str) else raw, limits.max_decompressed_bytes)
+    return raw
 
 
 def decode_records(texts: Sequence[str]) -> list[bytes | None]:

@@ -32,7 +32,15 @@ log = logging.getLogger(__name__)
 # optimize_on_insert=0: the table collapses duplicates at merge time and under FINAL
 # anyway, and the transform already dropped them within its batch; skipping the
 # on-insert collapse saves a sort-and-merge pass per insert.
-INSERT_SETTINGS = {"insert_deduplicate": 1, "async_insert": 0, "optimize_on_insert": 0}
+# date_time_input_format=basic: timestamps travel as strings of milliseconds (ingest.rows), which
+# 'basic' reads as DateTime64(3) ticks for every date; 'best_effort' (chDB's default, and a common
+# server setting) misreads the 12- and 14-digit ones. Pinned here, whatever the server's default.
+INSERT_SETTINGS = {
+    "insert_deduplicate": 1,
+    "async_insert": 0,
+    "optimize_on_insert": 0,
+    "date_time_input_format": "basic",
+}
 
 
 class KeyCheck(Protocol):

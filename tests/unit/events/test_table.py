@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bxb_runtime.events.lines import MIN_TIMESTAMP_MS, read_lines, to_line
+from bxb_runtime.events.errors import EventError
+from bxb_runtime.events.lines import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, read_line, read_lines, to_line
 from bxb_runtime.events.schema import arrow_schema
 from bxb_runtime.events.validate import normalize
 from bxb_stream.event_table import from_events, read_table
@@ -139,7 +140,7 @@ valid_lines = st.builds(
             "transaction_id": _ids,
             "external_customer_id": _ids,
             "code": _ids,
-            "timestamp": st.integers(MIN_TIMESTAMP_MS, 2**53),
+            "timestamp": st.integers(MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS),
             "organization_id": st.text(min_size=1, max_size=128),
         },
         optional={
@@ -164,8 +165,8 @@ edge_values = st.one_of(
     st.integers(-(2**65), 2**65),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=3),
-    st.sampled_from(["", " ", "x" * 257, "1.5", "-0.000000000000000001", "1e5", "\ud7ff"]),
-    st.just(NOW_MS),
+    st.sampled_from(["", " ", "x" * 257, "1.5", "-0.000000000000000001", "1e5", "\ud7ff", "\u0661\u0662", "1\n2"]),
+    st.sampled_from([NOW_MS, MIN_TIMESTAMP_MS - 1, MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS, MAX_TIMESTAMP_MS + 1]),
 )
 edge_lines = st.builds(
     lambda changes: line(**changes),
@@ -206,3 +207,22 @@ def test_two_objects_in_one_framed_line_are_refused_by_both_paths(good_lines):
     two = good_lines[0].rstrip(b"\n") + b"," + good_lines[1]  # starts with {, ends with a newline
     assert read_lines([two, good_lines[2]]) is None  # three events for two lines: the count gives it away
     assert read_table([two, good_lines[2]]) is None
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0662", "1\n2", "1.5\n", "", "+1", "1." + "0" * 19, "1" * 21])
+def test_decimals_clickhouse_cannot_read_are_refused_by_every_path(good_lines, text):
+    bad = line(decimal_value=text)
+    with pytest.raises(EventError) as caught:
+        read_line(bad)
+    assert caught.value.code == "bad_decimal"
+    assert read_lines([*good_lines, bad]) is None  # the ingest then judges each line alone
+    assert read_table([*good_lines, bad]) is None
+
+
+def test_decimals_at_the_limits_are_read_by_every_path(good_lines):
+    edges = ["-" + "9" * 20 + "." + "9" * 18, "0", "-0.000000000000000001"]
+    lines = [*good_lines, *(line(decimal_value=d) for d in edges)]
+    events = read_lines(lines)
+    assert events is not None and [e.decimal_value for e in events[-3:]] == edges
+    assert [read_line(x).decimal_value for x in lines[-3:]] == edges
+    assert assert_same_as_read_lines(lines) is not None

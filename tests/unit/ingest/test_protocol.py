@@ -7,12 +7,14 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bxb_runtime.config import EventRules
 from bxb_runtime.events.lines import to_line
 from bxb_runtime.events.validate import normalize
 from bxb_runtime.ingest import IngestSettings, Limits
-from bxb_runtime.ingest.protocol import ProtocolError, parse_request, source_arn
+from bxb_runtime.ingest.protocol import ProtocolError, decode_records, parse_request, source_arn
 from bxb_runtime.ingest.rows import Trust, build_batch
 
 NOW_MS = 1_790_000_000_000
@@ -43,7 +45,7 @@ def test_a_body_not_marked_base64_is_read_as_it_is(as_text: bool) -> None:
     request = parse_request(event, Limits())
     assert request.request_id == "req-1" and request.lines == [b"x", b"y"]
     assert source_arn(event) == ARN  # header names are matched case-insensitively
-    assert request.texts == [base64.b64encode(b"x").decode(), base64.b64encode(b"y").decode()]
+    assert list(request.texts) == [base64.b64encode(b"x").decode(), base64.b64encode(b"y").decode()]
 
 
 def test_the_decoded_size_is_checked_too() -> None:
@@ -82,3 +84,22 @@ def test_settings_from_the_lambda_environment() -> None:
     assert settings.trust == Trust(organization_id="acme", multi_tenant=False)
     defaults = IngestSettings.from_env({"BXB_MULTI_TENANT": "true", "BXB_ORGANIZATION_ID": "", **REQUIRED})
     assert (defaults.database, defaults.source_arn, defaults.trust.multi_tenant) == ("bxb", "", True)
+
+
+# Record texts: base64 of any bytes, or any text at all (escaped or raw non-ASCII in the body).
+_record_texts = st.lists(
+    st.one_of(st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()), st.text(max_size=12)),
+    max_size=8,
+)
+
+
+@settings(deadline=None)
+@given(_record_texts, st.booleans())
+def test_the_fast_reading_gives_what_the_careful_one_gives(texts, ascii_body):
+    """msgspec's base64 (every record sound) and the per-record pybase64 path agree on every request."""
+    raw = json.dumps(
+        {"requestId": "r", "timestamp": 1, "records": [{"data": t} for t in texts]}, ensure_ascii=ascii_body
+    )
+    request = parse_request({"body": raw}, Limits())
+    assert request.lines == decode_records(texts)
+    assert list(request.texts) == texts and len(request.texts) == len(texts)
