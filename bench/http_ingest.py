@@ -1,7 +1,8 @@
 """HTTP ingest throughput: the ingest's path, the former Arrow path and a naive handler; and the Lambda's weight.
 
-json   bxb_runtime.ingest.IngestService as shipped: one strict msgspec decode of the request's lines,
-       the transform's fields re-checked, one ``INSERT ... FORMAT JSONEachRow`` body parsed by ClickHouse
+json   bxb_runtime.ingest.IngestService as shipped: the records' base64 decoded by msgspec with the body,
+       each line strictly decoded by msgspec, the transform's fields re-checked, one
+       ``INSERT ... FORMAT JSONColumns`` body (timestamps as millisecond strings) parsed by ClickHouse
 arrow  the former path (bench/ingest_arrow.py): pyarrow's JSON reader, column-wise checks, one Arrow insert
 naive  json.loads per record -> Python row dicts -> client.insert (row-oriented)
 
