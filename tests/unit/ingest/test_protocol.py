@@ -103,3 +103,9 @@ def test_the_fast_reading_gives_what_the_careful_one_gives(texts, ascii_body):
     request = parse_request({"body": raw}, Limits())
     assert request.lines == decode_records(texts)
     assert list(request.texts) == texts and len(request.texts) == len(texts)
+
+
+def test_a_body_that_is_not_utf8_is_400() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_request({"body": '{"requestId": "\ud800", "timestamp": 1, "records": []}'}, Limits())
+    assert caught.value.status == 400 and "UTF-8" in caught.value.message
