@@ -82,6 +82,8 @@ def read_line(line: bytes) -> Any:
     try:
         event = _stored_decoder.decode(line)
     except msgspec.ValidationError as exc:
+        if str(exc).endswith("at `$.decimal_value`"):  # not a string
+            raise EventError("bad_decimal", f"decimal_value does not fit Decimal(38, 18): {exc}") from None
         raise EventError("bad_line", f"line does not match the event schema: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EventError("not_json", f"line is not JSON: {exc}") from None

@@ -209,7 +209,7 @@ def test_two_objects_in_one_framed_line_are_refused_by_both_paths(good_lines):
     assert read_table([two, good_lines[2]]) is None
 
 
-@pytest.mark.parametrize("text", ["\u0661\u0662", "1\n2", "1.5\n", "", "+1", "1." + "0" * 19, "1" * 21])
+@pytest.mark.parametrize("text", ["\u0661\u0662", "1\n2", "1.5\n", "", "+1", "1." + "0" * 19, "1" * 21, 12, True])
 def test_decimals_clickhouse_cannot_read_are_refused_by_every_path(good_lines, text):
     bad = line(decimal_value=text)
     with pytest.raises(EventError) as caught:
