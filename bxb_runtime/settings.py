@@ -79,6 +79,11 @@ class Settings:
             check(self.key(name), getattr(self, name), hints[name], spec)
 
     @classmethod
+    def check_value(cls, name: str, value: Any, *, key: str | None = None) -> None:
+        """``value`` checked as field ``name`` would be; a ConfigError names ``key`` (default: its own)."""
+        check(key or cls.key(name), value, _hints(cls)[name], _specs(cls)[name])
+
+    @classmethod
     def declared(cls) -> tuple[str, ...]:
         """The names of the declared (validated) fields, in order."""
         return tuple(_specs(cls))

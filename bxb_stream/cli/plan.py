@@ -37,6 +37,9 @@ PIPELINE_FLAGS = (
     "s3queue_poll_min_ms",
     "s3queue_poll_max_ms",
     "s3queue_poll_backoff_ms",
+    "refresh_seconds",
+    "resolve_batch_rows",
+    "usage_batch_rows",
     "parquet_ratio",
     "archive_days",
     "expiration_days",
@@ -130,6 +133,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--s3queue-poll-backoff-ms",
         type=int,
         help=f"S3Queue's polling backoff step (default {d.s3queue_poll_backoff_ms})",
+    )
+    b.add_argument(
+        "--refresh-seconds",
+        type=int,
+        help=f"how often the billing resolver and the usage refresh run (default {d.refresh_seconds})",
+    )
+    b.add_argument(
+        "--resolve-batch-rows",
+        type=int,
+        help=f"landed rows one resolver run takes at most (default {d.resolve_batch_rows:,})",
+    )
+    b.add_argument(
+        "--usage-batch-rows",
+        type=int,
+        help=f"billed rows one usage refresh takes at most (default {d.usage_batch_rows:,})",
     )
     b.add_argument(
         "--partitions",

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.plan.model import GIB, HOURS_PER_MONTH, KIB, MIB, SECONDS_PER_MONTH, Pipeline, Workload, rps_at
 from bxb_stream.plan.prices import PriceSheet
 
@@ -541,6 +542,7 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
     )
     transform_s = per_invoke / rps_at(pipeline.transform_rps, pipeline.transform_memory_mb) + linger / 1000
     transform = Stage("transform Lambda", transform_s, transform_s, f"{per_invoke:,.0f} events per invocation")
+    billing = _billing_stage(pipeline)
     result = []
     if "s3" in workload.paths:
         partition_rate = workload.bytes_per_sec / pipeline.active_partitions
@@ -561,6 +563,7 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
                 pipeline.s3queue_poll_max_ms / 1000,
                 f"polls every {poll:g} s at one object per {object_gap:.3g} s; worst = max timeout",
             ),
+            billing,
         )
         result.append(PathLatency("s3", stages))
     if "http" in workload.paths:
@@ -578,9 +581,43 @@ def plan_latency(workload: Workload, pipeline: Pipeline, kinesis: KinesisPlan) -
             buffer,
             Stage("HTTP delivery", pipeline.delivery_seconds / 2, pipeline.delivery_seconds, "assumed"),
             Stage("ingest Lambda insert", ingest_s, ingest_s, f"{per_post:,.0f} rows per insert"),
+            billing,
         )
         result.append(PathLatency("http", stages))
     return tuple(result)
+
+
+def _billing_stage(pipeline: Pipeline) -> Stage:
+    """Landed -> in usage_hourly: the resolver's next run, then the usage refresh's (unsynchronised)."""
+    every = pipeline.refresh_seconds
+    return Stage(
+        "resolver, then usage refresh",
+        every,
+        2 * every,
+        f"each runs every {every} s: billable at the resolver's next run, in usage_hourly at the refresh after it",
+    )
+
+
+def billing_capacity_notes(workload: Workload, pipeline: Pipeline) -> list[str]:
+    """Where the resolver or the usage refresh cannot keep up with the peak: each run takes at most its batch."""
+    peak = workload.events_per_sec * workload.peak_factor
+    every = pipeline.refresh_seconds
+    notes = []
+    # Every path lands its own copy in events_raw; the resolver reads each, usage only the billed one.
+    for what, name, rate in (
+        ("resolver", "resolve_batch_rows", peak * len(workload.paths)),
+        ("usage refresh", "usage_batch_rows", peak),
+    ):
+        rows = getattr(pipeline, name)
+        capacity = rows / every
+        if rate > capacity:
+            env = ClickHouseSettings.env_name
+            notes.append(
+                f"The {what} takes at most {rows:,} rows per {every} s run ({capacity:,.0f}/s), below the "
+                f"{rate:,.0f} rows/s it must read at peak: billing falls further behind every run. Raise "
+                f"{env(name)} or lower {env('refresh_seconds')} for `bxb-stream clickhouse apply`."
+            )
+    return notes
 
 
 # --- Whole plan ------------------------------------------------------------------------------------------
@@ -625,6 +662,7 @@ def plan(workload: Workload, pipeline: Pipeline, prices: PriceSheet) -> Plan:
             f"{pipeline.archive_days} days of data (--archive-days), and grows by "
             f"{archive_daily_gb(workload, pipeline):,.1f} GB of Parquet a day after that."
         )
+    notes.extend(billing_capacity_notes(workload, pipeline))
     return Plan(
         workload=workload,
         pipeline=pipeline,

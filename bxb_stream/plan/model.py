@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bxb_runtime.settings import ConfigError
 from bxb_stream.clickhouse.settings import ClickHouseSettings
 from bxb_stream.deployment import PipelineConfig
 from bxb_stream.plan.errors import PlanError
@@ -31,7 +32,9 @@ PATHS_OF_DELIVERY = {"s3": ("s3",), "http": ("http",), "both": PATHS}
 
 # What deploys when nothing is configured: the CDK app's own defaults.
 DEPLOYED = PipelineConfig()
-DEDUP_WINDOW_DAYS = next(f.default for f in fields(ClickHouseSettings) if f.name == "dedup_window_days")
+# ClickHouse's defaults, as `bxb-stream clickhouse apply` deploys them.
+CLICKHOUSE = ClickHouseSettings.__dataclass_fields__
+DEDUP_WINDOW_DAYS = CLICKHOUSE["dedup_window_days"].default
 
 # Benchmark defaults. They stand for the figures bench/transform.py and bench/http_ingest.py measure;
 # pass --transform-rps / --ingest-rps with your own measurement.
@@ -107,9 +110,14 @@ class Pipeline:
     s3_buffer_mib: float = DEPLOYED.s3.buffer_size_mib
     http_buffer_seconds: int = DEPLOYED.http.buffer_interval_seconds
     http_buffer_mib: float = DEPLOYED.http.buffer_size_mib
-    s3queue_poll_min_ms: int = 1_000
-    s3queue_poll_max_ms: int = 10_000
-    s3queue_poll_backoff_ms: int = 1_000
+    s3queue_poll_min_ms: int = CLICKHOUSE["polling_min_timeout_ms"].default
+    s3queue_poll_max_ms: int = CLICKHOUSE["polling_max_timeout_ms"].default
+    s3queue_poll_backoff_ms: int = CLICKHOUSE["polling_backoff_ms"].default
+    # The billing resolver and the usage refresh: one run each per interval, each taking at most
+    # its batch of rows, so together they bound how fast usage can follow the stream.
+    refresh_seconds: int = CLICKHOUSE["refresh_seconds"].default
+    resolve_batch_rows: int = CLICKHOUSE["resolve_batch_rows"].default
+    usage_batch_rows: int = CLICKHOUSE["usage_batch_rows"].default
     active_partitions: int = 2  # S3 prefixes written per buffer interval: this hour + older arrivals, one organization
     parquet_ratio: float = 0.15  # Parquet (Snappy) bytes per raw JSON byte; measure yours
     # Days of data the archive holds when its storage is costed. It is a horizon, not an expiry:
@@ -141,6 +149,11 @@ class Pipeline:
             raise PlanError("--s3queue-poll-max-ms must be at least --s3queue-poll-min-ms")
         if self.s3queue_poll_backoff_ms < 0:
             raise PlanError("--s3queue-poll-backoff-ms must be zero or more")
+        for name in ("refresh_seconds", "resolve_batch_rows", "usage_batch_rows"):  # as `clickhouse apply` checks them
+            try:
+                ClickHouseSettings.check_value(name, getattr(self, name), key="--" + name.replace("_", "-"))
+            except ConfigError as exc:
+                raise PlanError(f"{exc.key} {exc.problem}") from None
         _positive("--partitions", self.active_partitions)
         _in_range("--parquet-ratio", self.parquet_ratio, 0.001, 10)
         _in_range("--archive-days", self.archive_days, 1, 36_500)

@@ -31,6 +31,7 @@ def validate(doc: dict) -> None:
         ("--paths", "http"),
         ("--paths", "s3", "--retention-hours", "720", "--glacier-class", "flexible"),
         ("--peak-factor", "3", "--headroom", "0.2", "--region", "us-east-1"),
+        ("--refresh-seconds", "60", "--resolve-batch-rows", "1000", "--usage-batch-rows", "1000"),
     ],
 )
 def test_json_output_matches_schema(run_plan: Run, extra: tuple[str, ...]) -> None:
@@ -85,6 +86,8 @@ def test_table_output(run_plan: Run) -> None:
         ((*SEED, "--retention-hours", "12"), "--retention-hours must be in [24, 8760]"),
         ((*SEED, "--s3-buffer-mib", "32"), "--s3-buffer-mib must be in [64, 128]"),
         ((*SEED, "--transform-rps", "0"), "--transform-rps must be a positive number"),
+        ((*SEED, "--refresh-seconds", "0"), "--refresh-seconds must be an integer in [1, 3600]"),
+        ((*SEED, "--resolve-batch-rows", "5"), "--resolve-batch-rows must be an integer in [1000, 10000000]"),
         ((*SEED, "--region", "mars-north-1"), "unknown region 'mars-north-1'"),
     ],
 )

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from bxb_stream.plan.compute import _poll_schedule, plan
+from bxb_stream.plan.errors import PlanError
 from bxb_stream.plan.model import Pipeline, Workload
 from bxb_stream.plan.prices import PriceSheet
 
@@ -108,6 +109,36 @@ def test_headroom_note(prices: PriceSheet) -> None:
 
     assert headroom_notes(SEED)
     assert not headroom_notes(replace(SEED, headroom=0.3))
+
+
+def test_usage_follows_the_resolver_and_the_usage_refresh(prices: PriceSheet) -> None:
+    for every in (10, 60):
+        for path in plan(SEED, Pipeline(refresh_seconds=every), prices).latency:
+            billing = path.stages[-1]  # the last stage on both paths
+            assert billing.name == "resolver, then usage refresh"
+            assert (billing.p50_s, billing.worst_s) == (every, 2 * every)
+
+
+def test_billing_capacity_notes(prices: PriceSheet) -> None:
+    def capacity_notes(workload: Workload, **pipeline: int) -> list[str]:
+        return [n for n in plan(workload, Pipeline(**pipeline), prices).notes if "falls further behind" in n]
+
+    # 500,000 rows per 10 s run: 50,000 landed rows/s. Both paths land a copy each.
+    assert not capacity_notes(replace(SEED, events_per_sec=25_000))
+    (resolver,) = capacity_notes(replace(SEED, events_per_sec=30_000))
+    assert "resolver" in resolver and "60,000 rows/s" in resolver and "BXB_CLICKHOUSE_RESOLVE_BATCH_ROWS" in resolver
+    assert not capacity_notes(replace(SEED, events_per_sec=30_000, paths=("s3",)))
+    assert not capacity_notes(replace(SEED, events_per_sec=30_000), resolve_batch_rows=600_000)
+    assert capacity_notes(replace(SEED, events_per_sec=30_000, paths=("s3",), peak_factor=2.0))  # the peak counts
+    both = capacity_notes(replace(SEED, events_per_sec=30_000), refresh_seconds=40)  # 12,500 and 25,000 rows/s
+    assert [n.split(" takes")[0] for n in both] == ["The resolver", "The usage refresh"]
+
+
+def test_resolver_settings_are_checked_as_clickhouse_checks_them() -> None:
+    with pytest.raises(PlanError, match=r"--refresh-seconds must be an integer in \[1, 3600\], got 0"):
+        Pipeline(refresh_seconds=0)
+    with pytest.raises(PlanError, match="--resolve-batch-rows"):
+        Pipeline(resolve_batch_rows=10)
 
 
 def test_lambda_throughput_follows_memory(prices: PriceSheet) -> None:
