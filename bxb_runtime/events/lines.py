@@ -44,11 +44,12 @@ OutputEvent = msgspec.defstruct(
 
 # What parse_decimal writes: at most 20 integer and 18 fractional digits, ASCII ones (``\d``
 # would take any Unicode digit, which ClickHouse cannot parse: one such line would fail an insert).
-STORED_DECIMAL_PATTERN = r"\A-?[0-9]{1,20}(\.[0-9]{1,18})?\Z"  # \Z: no trailing newline
+_DECIMAL_TEXT = r"-?[0-9]{1,20}(?:\.[0-9]{1,18})?"
+STORED_DECIMAL_PATTERN = rf"\A{_DECIMAL_TEXT}\Z"  # \Z: no trailing newline
 _DECIMAL = re.compile(STORED_DECIMAL_PATTERN)
 # Many decimals at once, each followed by a newline (checked after the decode, not in it: one
 # regex over a request's decimals costs a fraction of one per line).
-_DECIMALS = re.compile(r"(?:-?[0-9]{1,20}(?:\.[0-9]{1,18})?\n)*")
+_DECIMALS = re.compile(rf"(?:{_DECIMAL_TEXT}\n)*")
 _decimal_of = attrgetter("decimal_value")
 
 

@@ -8,7 +8,7 @@ Response: ``{requestId, timestamp, errorMessage?}`` with Content-Length. Only
 200 is success; 413 is permanent; Firehose retries anything else.
 
 Each record's base64 is decoded exactly once, here. In the common case msgspec decodes it
-in C while it reads the body (``_DecodedBody``); only a request with a record that is not
+in C while it reads the body (``_Body[bytes]``); only a request with a record that is not
 base64 is read the careful way, one record at a time (``decode_records``), so that record
 alone becomes a dead letter. A record's text as received is what a dead letter keeps; it is
 read from the body only when one is needed (``_BodyTexts``).
@@ -21,12 +21,14 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 from pybase64 import b64decode
 
 from bxb_runtime.wire import firehose_http as wire
+
+T = TypeVar("T", str, bytes)
 
 PROTOCOL_VERSION = wire.PROTOCOL_VERSION
 MAX_RECORDS = wire.MAX_RECORDS
@@ -59,29 +61,21 @@ class FirehoseRequest:
     lines: list[bytes | None]  # each record decoded; None where it is not valid base64
 
 
+# The request as Firehose posts it (wire.Request), with each record's data read as T: str is the
+# base64 text as received; bytes has msgspec decode the base64, as strictly as binascii's strict mode.
 # gc=False: strings and bytes only, no cycles; the collector need not track a request's records.
-class _Record(msgspec.Struct, gc=False):
-    data: str
+class _Record(msgspec.Struct, Generic[T], gc=False):
+    data: T
 
 
-class _Body(msgspec.Struct, gc=False):
+class _Body(msgspec.Struct, Generic[T], gc=False):
     requestId: str  # Firehose's field names (wire.Request)
     timestamp: int
-    records: list[_Record]
+    records: list[_Record[T]]
 
 
-class _DecodedRecord(msgspec.Struct, gc=False):
-    data: bytes  # base64 in JSON: msgspec decodes it, as strictly as binascii's strict mode
-
-
-class _DecodedBody(msgspec.Struct, gc=False):
-    requestId: str
-    timestamp: int
-    records: list[_DecodedRecord]
-
-
-_body_decoder = msgspec.json.Decoder(_Body)
-_decoded_body_decoder = msgspec.json.Decoder(_DecodedBody)
+_body_decoder = msgspec.json.Decoder(_Body[str])
+_decoded_body_decoder = msgspec.json.Decoder(_Body[bytes])
 
 
 class _BodyTexts(Sequence[str]):
@@ -125,7 +119,7 @@ def parse_request(event: dict[str, Any], limits: Limits) -> FirehoseRequest:
     headers = _headers(event)
     raw = _body(event, headers, limits)
     try:
-        decoded: _DecodedBody | None = _decoded_body_decoder.decode(raw)
+        decoded: _Body[bytes] | None = _decoded_body_decoder.decode(raw)
     except msgspec.ValidationError:
         decoded = None  # a record is not base64, or a field is wrong: the careful reading below says which
     except msgspec.DecodeError as exc:
