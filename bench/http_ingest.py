@@ -2,7 +2,7 @@
 
 json   bxb_runtime.ingest.IngestService as shipped: the records' base64 decoded by msgspec with the body,
        each line strictly decoded by msgspec, the transform's fields re-checked, one
-       ``INSERT ... FORMAT JSONColumns`` body (timestamps as millisecond strings) parsed by ClickHouse
+       ``INSERT ... FORMAT Native`` block written column by column (bxb_runtime.ingest.native)
 arrow  the former path (bench/ingest_arrow.py): pyarrow's JSON reader, column-wise checks, one Arrow insert
 naive  json.loads per record -> Python row dicts -> client.insert (row-oriented)
 

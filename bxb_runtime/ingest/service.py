@@ -21,7 +21,7 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
 from bxb_runtime.clickhouse import tables
 from bxb_runtime.config import EventRules
-from bxb_runtime.ingest import protocol
+from bxb_runtime.ingest import native, protocol
 from bxb_runtime.ingest.protocol import Limits, ProtocolError
 from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, FORMAT, Trust, build_batch
 from bxb_runtime.settings import IDENTIFIER, Settings, setting
@@ -32,14 +32,12 @@ log = logging.getLogger(__name__)
 # optimize_on_insert=0: the table collapses duplicates at merge time and under FINAL
 # anyway, and the transform already dropped them within its batch; skipping the
 # on-insert collapse saves a sort-and-merge pass per insert.
-# date_time_input_format=basic: timestamps travel as strings of milliseconds (ingest.rows), which
-# 'basic' reads as DateTime64(3) ticks for every date; 'best_effort' (chDB's default, and a common
-# server setting) misreads the 12- and 14-digit ones. Pinned here, whatever the server's default.
+# The body is a Native block (ingest.native), with the settings it needs.
 INSERT_SETTINGS = {
     "insert_deduplicate": 1,
     "async_insert": 0,
     "optimize_on_insert": 0,
-    "date_time_input_format": "basic",
+    **native.SETTINGS,
 }
 
 
@@ -152,7 +150,7 @@ class IngestService:
     build = staticmethod(build_batch)  # records -> Batch (rows, dead letters); the bench swaps in its baseline
 
     def insert_events(self, client: Any, batch: Any, settings: dict[str, Any]) -> None:
-        """The batch's events into events_raw: one JSONEachRow body, parsed by ClickHouse."""
+        """The batch's events into events_raw: one Native body (``ingest.native``)."""
         client.raw_insert(
             self._table(self.settings.events_table), EVENT_COLUMNS, batch.body, settings=settings, fmt=FORMAT
         )

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, get_type_hints
 
 import boto3
@@ -406,7 +407,7 @@ def test_values_clickhouse_could_not_parse_are_dead_letters_not_a_failed_insert(
 
 
 def test_timestamps_land_to_the_millisecond_across_the_range(service, ingest_db):
-    # Sent as strings of digits, which ClickHouse reads into DateTime64(3) as milliseconds.
+    # Sent as DateTime64(3) ticks in the Native block: the milliseconds as they are.
     edges = [946_684_800_000, 946_684_800_001, 1_790_000_000_010, 1_790_000_000_100, 10_413_791_999_999]
     records = [
         line(f"t{i}").replace(b'"timestamp":' + str(NOW_MS).encode(), b'"timestamp":' + str(ms).encode())
@@ -420,6 +421,34 @@ def test_timestamps_land_to_the_millisecond_across_the_range(service, ingest_db)
         f"FROM {ingest_db.database}.events_raw"
     ).result_rows
     assert set(times) == {(NOW_MS, NOW_MS)}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"decimal_value": "-99999999999999999999.999999999999999999"},  # Decimal(38, 18)'s widest
+        {"decimal_value": "0.000000000000000001"},
+        {"decimal_value": "12", "value": None},
+        {"value": -1.7976931348623157e308, "properties": json.dumps({"note": "é" * 200}, ensure_ascii=False)},
+        {"properties": json.dumps({"receipt": "🧾"}, ensure_ascii=False)},
+        {"value": 5e-324, "properties": json.dumps({"blob": "x" * 20_000})},  # past the prefix table
+        {"external_customer_id": "客户_7", "properties": "{}"},
+    ],
+    ids=["decimal widest", "decimal smallest", "decimal integer", "latin-1", "astral", "20 kB", "non-ASCII id"],
+)
+def test_every_value_lands_exactly_as_validated(service, ingest_db, fields):
+    """The Native block carries each value as the line had it: text as UTF-8, floats bit for bit, the
+    decimal's text converted by ClickHouse without rounding."""
+    edited = {**json.loads(line("a")), **fields}
+    sent = [json.dumps(edited, ensure_ascii=False).encode() + b"\n", line("b")]
+    response, outcome = service().handle(fn_url_event(sent))
+    assert status(response) == 200 and outcome.rows_inserted == 2
+    names = ["transaction_id", "external_customer_id", "code", "properties", "value", "decimal_value"]
+    got = ingest_db.client.query(f"SELECT {', '.join(names)} FROM {ingest_db.database}.events_raw ORDER BY 1")
+    expected = [json.loads(x) for x in sent]
+    for e in expected:
+        e["decimal_value"] = Decimal(e["decimal_value"]) if e.get("decimal_value") is not None else None
+    assert got.result_rows == [tuple(e.get(name) for name in names) for e in expected]
 
 
 def test_a_request_from_another_delivery_stream_is_refused(service, ingest_db):

@@ -9,6 +9,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testkit.native import read_block
 
 from bxb_runtime.config import EventRules
 from bxb_runtime.events.lines import to_line
@@ -66,7 +67,7 @@ def test_multi_tenant_trust_stores_every_organization() -> None:
     texts = [base64.b64encode(x).decode() for x in lines]
     batch = build_batch("req-1", texts, lines, Trust(multi_tenant=True), now_ms=NOW_MS)
     assert batch.rows == 2 and batch.dead_rows == 0
-    assert json.loads(batch.body)["organization_id"] == ["acme", "globex"]
+    assert read_block(batch.body)["organization_id"] == ("String", ["acme", "globex"])
     single = build_batch("req-1", texts, lines, Trust("acme"), now_ms=NOW_MS)
     assert single.rows == 1 and single.dead_codes == {"organization_mismatch": 1}
 
