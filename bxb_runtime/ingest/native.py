@@ -43,10 +43,24 @@ def leb128(n: int) -> bytes:
     return bytes(out)
 
 
-# Length prefixes looked up, not computed, for every string shorter than 16 KiB; as latin-1 text,
-# whose characters are the prefix's bytes, so an ASCII column joins with them into one str.
-_PREFIXES = [leb128(n) for n in range(1 << 14)]
-_TEXT_PREFIXES = [p.decode("latin-1") for p in _PREFIXES]
+class _Prefixes(dict[int, Any]):
+    """Each length's LEB128 prefix, computed the first time it is seen and kept (below 16 KiB): a
+    request has few distinct lengths, so the table stays small and costs nothing at import."""
+
+    def __init__(self, convert: Callable[[bytes], Any]) -> None:
+        super().__init__()
+        self._convert = convert
+
+    def __missing__(self, length: int) -> Any:
+        prefix = self._convert(leb128(length))
+        if length < 1 << 14:
+            self[length] = prefix
+        return prefix
+
+
+_PREFIXES = _Prefixes(bytes)
+# As latin-1 text, whose characters are the prefix's bytes: an ASCII column joins with them into one str.
+_TEXT_PREFIXES = _Prefixes(lambda prefix: prefix.decode("latin-1"))
 
 
 def strings(values: list[str]) -> bytes:
@@ -54,27 +68,19 @@ def strings(values: list[str]) -> bytes:
     count = len(values)
     if count and values[0] == values[-1] and values.count(values[0]) == count:  # one tenant's organization_id
         one = values[0].encode()
-        return (_prefix(len(one)) + one) * count
+        return (_PREFIXES[len(one)] + one) * count
     parts: list[Any] = [""] * (2 * count)
     parts[1::2] = values
-    try:
-        parts[::2] = map(_TEXT_PREFIXES.__getitem__, map(len, values))
-    except IndexError:  # a value of 16 KiB or more
-        pass
-    else:
-        text = "".join(parts)
-        if text.isascii():  # ASCII values, all shorter than 128 (isascii is O(1) on a str)
-            return text.encode("ascii")
-        if "".join(values).isascii():  # ASCII values: as many bytes as characters
-            return text.encode("latin-1")
+    parts[::2] = map(_TEXT_PREFIXES.__getitem__, map(len, values))
+    text = "".join(parts)
+    if text.isascii():  # ASCII values, all shorter than 128 (isascii is O(1) on a str)
+        return text.encode("ascii")
+    if "".join(values).isascii():  # ASCII values: as many bytes as characters
+        return text.encode("latin-1")
     encoded = [value.encode() for value in values]
     parts[1::2] = encoded
-    parts[::2] = map(_prefix, map(len, encoded))
+    parts[::2] = map(_PREFIXES.__getitem__, map(len, encoded))
     return b"".join(parts)
-
-
-def _prefix(length: int) -> bytes:
-    return _PREFIXES[length] if length < len(_PREFIXES) else leb128(length)
 
 
 def _numbers(typecode: str) -> Callable[[list[Any]], bytes]:
