@@ -29,7 +29,9 @@ from typing import Any
 from bxb_runtime.events.schema import FIELDS, Field, Kind
 
 FORMAT = "Native"
-# The insert settings this body needs (decimal text -> Decimal), whatever the server's default.
+# The insert settings this body needs (decimal text -> Decimal): the default since ClickHouse 23.3,
+# pinned whatever the server's profile says.
+# https://clickhouse.com/docs/operations/settings/formats#input_format_native_allow_types_conversion
 SETTINGS = {"input_format_native_allow_types_conversion": 1}
 
 

@@ -1,4 +1,4 @@
-"""Firehose records -> one ``JSONColumns`` body for events_raw (and dead letters for what does not fit).
+"""Firehose records -> one ``Native`` block for events_raw (and dead letters for what does not fit).
 
 Each record is one line the transform wrote. When every line is sound the whole request is
 validated by strict msgspec decodes mapped in C (``events.lines.read_lines``); otherwise each
