@@ -84,17 +84,12 @@ def build_batch(
         events = _trusted(batch, request_id, indexes, events, texts, trust, now_ms)
         columns = _columns(events)
     if events:
-        batch.body, batch.rows = encode_columns(columns), len(events)
+        batch.body, batch.rows = native.block(columns), len(events)
     return batch
 
 
 def _columns(events: Sequence[Any]) -> dict[str, list[Any]]:
     return {name: list(map(get, events)) for name, get in _GETTERS}
-
-
-def encode_columns(columns: dict[str, list[Any]]) -> bytes:
-    """Columns of ``StoredEvent`` values -> the Native body ClickHouse reads into events_raw."""
-    return native.block(columns)
 
 
 def _bounds(trust: Trust, now_ms: int | None) -> tuple[int, int]:
