@@ -105,7 +105,9 @@ _KINDS: dict[Kind, tuple[str, Callable[[list[Any]], bytes], Any]] = {
     Kind.JSON: ("String", strings, ""),
     Kind.TIMESTAMP_MS: (Kind.TIMESTAMP_MS.clickhouse, int64s, 0),  # ticks: the milliseconds as they are
     Kind.FLOAT: ("Float64", float64s, 0.0),
-    Kind.DECIMAL: ("String", strings, ""),  # converted by ClickHouse (SETTINGS)
+    # Converted by ClickHouse (SETTINGS); a null's placeholder is a number too, so no conversion,
+    # in any version, can stumble on it.
+    Kind.DECIMAL: ("String", strings, "0"),
 }
 
 
