@@ -1,5 +1,5 @@
 """No record can fail an ingest request, through the real insert: whatever a line holds, the request
-is answered 200 and every record is stored or dead-lettered, once. The unit fuzz (tests/unit/ingest)
+is answered 200 and every record is stored (value for value) or dead-lettered, once. The unit fuzz (tests/unit/ingest)
 stops before ClickHouse; values Python accepts but ClickHouse cannot parse only show up here."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from bxb_runtime.config import EventRules
 from bxb_runtime.events.lines import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, to_line
+from bxb_runtime.events.schema import FIELDS, Kind
 from bxb_runtime.events.validate import normalize
 from bxb_runtime.ingest import IngestService, IngestSettings
 from bxb_runtime.ingest.rows import Trust
@@ -75,6 +77,8 @@ LINES = st.one_of(
     st.binary(max_size=60),
 )
 _request_ids = itertools.count()
+STORED = [f.name for f in FIELDS]
+TIMESTAMPS = {f.name for f in FIELDS if f.kind is Kind.TIMESTAMP_MS}
 
 
 class AnyKey:
@@ -112,3 +116,28 @@ def test_every_record_is_stored_or_dead_lettered_through_the_insert(fuzz_db, lin
     assert outcome.rows_inserted + outcome.dead_lettered == len(lines)
     assert count(fuzz_db, "events_raw") - before == outcome.rows_inserted
     assert count(fuzz_db, "events_dead_letter", f"request_id = '{request_id}'") == outcome.dead_lettered
+    # What was stored is what the sound lines hold, value for value, in their order.
+    dead = {
+        i
+        for (i,) in fuzz_db.client.query(
+            f"SELECT record_index FROM {fuzz_db.database}.events_dead_letter WHERE request_id = '{request_id}'"
+        ).result_rows
+    }
+    sound = [json.loads(line) for i, line in enumerate(lines) if i not in dead]
+    if sound:
+        assert stored_block(fuzz_db) == [tuple(_expected(event, name) for name in STORED) for event in sound]
+
+
+def _expected(event: dict[str, Any], name: str) -> Any:
+    value = event.get(name)
+    return Decimal(value) if name == "decimal_value" and value is not None else value
+
+
+def stored_block(db: Any) -> list[tuple]:
+    """The rows of the last insert into events_raw, in the order they were sent."""
+    columns = ", ".join(f"toUnixTimestamp64Milli({name})" if name in TIMESTAMPS else name for name in STORED)
+    table = f"{db.database}.events_raw"
+    return db.client.query(
+        f"SELECT {columns} FROM {table} WHERE _block_number = (SELECT max(_block_number) FROM {table}) "
+        "ORDER BY _block_offset"
+    ).result_rows
