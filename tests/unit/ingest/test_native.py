@@ -79,3 +79,10 @@ def test_types_sent_match_the_table_but_for_the_decimal_text():
 def test_columns_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match="different lengths"):
         native.block({"transaction_id": ["a", "b"], "code": ["x"]})
+
+
+def test_numbers_are_little_endian_whatever_the_machine(monkeypatch):
+    assert native.int64s([1]) == (1).to_bytes(8, "little")
+    # On a big-endian machine array() holds big-endian values, and the writer swaps them.
+    monkeypatch.setattr(native.sys, "byteorder", "big")
+    assert native.int64s([1]) == (1).to_bytes(8, "big")
