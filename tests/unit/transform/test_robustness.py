@@ -268,3 +268,22 @@ def test_fuzz_arbitrary_bytes(datas):
     assert out[-1]["result"] in ("Ok", "Dropped")  # the good record always goes through
     assert "internal_error" not in stats.reasons, stats.rejections
     assert Counter(a["result"] for a in out) == Counter({k: v for k, v in stats.results.items() if v})
+
+
+@PROFILE
+@given(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(['a"b', "a\\b", "é", "\x01", "\u2028"])), min_size=1))
+def test_fuzz_record_ids_the_response_size_is_still_exact(record_ids):
+    """Firehose's record ids never need escaping, and the response's size is counted from their
+    lengths; any other id (quotes, backslashes, non-ASCII, controls) is measured the slow way."""
+    transformer = Transformer(EventRules(organization_id="org_1"), clock=lambda: NOW_MS / 1000)
+    req = request(*(json.dumps({**GOOD, "transaction_id": f"t{i}"}).encode() for i in range(len(record_ids))))
+    for record, record_id in zip(req["records"], record_ids, strict=True):
+        record["recordId"] = record_id
+    answers(transformer, req)  # checks response_bytes against json.dumps
+
+
+def test_a_record_id_that_is_not_a_string_is_measured_too(transformer):
+    req = request(json.dumps(GOOD).encode(), b"not json")
+    req["records"][0]["recordId"] = 7
+    out, _ = answers(transformer, req)
+    assert [a["result"] for a in out] == ["Ok", "ProcessingFailed"]
