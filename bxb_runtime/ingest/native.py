@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from itertools import repeat
 from operator import is_
 from typing import Any
@@ -126,14 +126,16 @@ def _column(f: Field, values: list[Any]) -> bytes:
     return nulls + write([placeholder if value is None else value for value in values])
 
 
-def block(columns: Mapping[str, list[Any]], fields: Sequence[Field] = FIELDS) -> bytes:
-    """Columns of validated event values (named as ``fields``, any subset, equal lengths) -> one Native block."""
-    by_name = {f.name: f for f in fields}
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+def block(columns: Mapping[str, list[Any]]) -> bytes:
+    """Columns of validated event values (named as ``FIELDS``, any subset, equal lengths) -> one Native block."""
     counts = {len(values) for values in columns.values()}
     if len(counts) > 1:
         raise ValueError(f"columns of different lengths: {sorted(counts)}")
     parts = [leb128(len(columns)), leb128(counts.pop() if counts else 0)]
     for name, values in columns.items():
-        f = by_name[name]
+        f = _BY_NAME[name]
         parts += (strings([name, native_type(f)]), _column(f, values))
     return b"".join(parts)

@@ -29,7 +29,6 @@ from bxb_runtime.ingest import native
 DEAD_LETTER_COLUMNS: tuple[str, ...] = tables.DEAD_LETTER_COLUMNS
 DEAD_LETTER_TYPES: tuple[str, ...] = tuple(kind for _, kind in tables.DEAD_LETTER_COLUMN_TYPES)
 EVENT_COLUMNS: tuple[str, ...] = tables.EVENT_COLUMNS
-FORMAT = native.FORMAT
 
 _GETTERS = tuple((name, attrgetter(name)) for name in EVENT_COLUMNS)
 
@@ -48,7 +47,7 @@ class Trust:
 
 @dataclass
 class Batch:
-    """One request's rows: ``body`` (``rows`` events, FORMAT ``FORMAT``) for events_raw, ``dead`` for dead letters."""
+    """One request's rows: ``body`` (``rows`` events, a Native block) for events_raw, ``dead`` for dead letters."""
 
     body: bytes = b""
     rows: int = 0

@@ -23,7 +23,7 @@ from bxb_runtime.clickhouse import tables
 from bxb_runtime.config import EventRules
 from bxb_runtime.ingest import native, protocol
 from bxb_runtime.ingest.protocol import Limits, ProtocolError
-from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, FORMAT, Trust, build_batch
+from bxb_runtime.ingest.rows import DEAD_LETTER_COLUMNS, DEAD_LETTER_TYPES, EVENT_COLUMNS, Trust, build_batch
 from bxb_runtime.settings import IDENTIFIER, Settings, setting
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class IngestService:
     def insert_events(self, client: Any, batch: Any, settings: dict[str, Any]) -> None:
         """The batch's events into events_raw: one Native body (``ingest.native``)."""
         client.raw_insert(
-            self._table(self.settings.events_table), EVENT_COLUMNS, batch.body, settings=settings, fmt=FORMAT
+            self._table(self.settings.events_table), EVENT_COLUMNS, batch.body, settings=settings, fmt=native.FORMAT
         )
 
     def _connect(self) -> Any:
