@@ -4,7 +4,10 @@
 # One layer of the suite: make test-unit | test-functional | test-e2e; make coverage (branch coverage).
 # and, outside CI (it installs LocalStack, ~1 min the first time):
 #   make test-localstack   the local pipeline against a real LocalStack (scripts/localstack/run.py)
-PYTHON ?= python3
+# The Lambdas run Python 3.12: the venv (tests, benches, the bytecode bundled) uses one when it finds one
+# that runs (on PATH, or pyenv's), else python3.
+PYTHON ?= $(or $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done),python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from testkit.bundles import assert_runtime_bytecode
 
 from stacks.bundling import LocalPythonBundler
 from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS, TRANSFORM_DIR, TRANSFORM_REQUIREMENTS
@@ -43,5 +44,5 @@ def test_bundle_holds_the_runtime_and_its_wheels_only(function: str, tmp_path: P
     assert [p.relative_to(out).as_posix() for p in (out / "lambdas").rglob("*.py")] == [f"{function_dir}/handler.py"]
     # The tooling, and what only the tooling needs, never ship.
     assert not {"bxb_stream", "pyarrow", "chdb", "moto", "boto3", "aws_cdk", "numpy", "pandas"} & set(sizes)
-    assert not list(out.rglob("__pycache__"))
+    assert_runtime_bytecode(out)  # each module's 3.12 bytecode, and no other
     assert total <= target_mb < LAMBDA_LIMIT_MB

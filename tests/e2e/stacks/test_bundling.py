@@ -1,12 +1,15 @@
-"""Lambda assets without Docker: copy sources, pip-install arm64 wheels, hash what goes in."""
+"""Lambda assets without Docker: copy sources, pip-install arm64 wheels, compile bytecode, hash what goes in."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from testkit.bundles import assert_runtime_bytecode, runtime_python, sources
 
+from stacks import bundling
 from stacks.bundling import LocalPythonBundler, asset_fingerprint, pinned, pip_command
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,12 +41,62 @@ def test_pip_fetches_only_lambda_compatible_wheels() -> None:
     assert command[-3:] == ["--target", "/out", "msgspec"]
 
 
+def test_pip_for_this_machine_takes_no_platform() -> None:
+    command = pip_command("/out", ["msgspec"], python="python3", platforms=())
+    assert not {"--platform", "--python-version", "--implementation", "--only-binary=:all:"} & set(command)
+    assert command[-3:] == ["--target", "/out", "msgspec"]
+
+
 def test_bundle_copies_handler_and_package_only(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     assert LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out)) is True
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["bxb_runtime/__init__.py", "bxb_runtime/mod.py", "lambdas/fn/handler.py"]
+    assert sources(out) == ["bxb_runtime/__init__.py", "bxb_runtime/mod.py", "lambdas/fn/handler.py"]
+    assert_runtime_bytecode(out)  # compiled for the runtime; the tree's own cpython-311 cache is not copied
+
+
+def test_bundle_bytecode_is_what_the_runtime_loads(tree: Path, tmp_path: Path) -> None:
+    # Lambda's task directory is read-only: the shipped bytecode is used as it is, never checked against
+    # the source's time (the zip may change it) or rewritten. An edited source shows it is the pyc that runs.
+    out = tmp_path / "out"
+    out.mkdir()
+    LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out))
+    (out / "bxb_runtime" / "mod.py").write_text("A = 2\n")
+    script = "import sys; sys.path.insert(0, sys.argv[1]); import bxb_runtime.mod as m; print(m.A)"
+    done = subprocess.run([runtime_python(), "-B", "-c", script, str(out)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "1", done.stderr
+
+
+def test_bundle_refuses_a_module_that_does_not_compile(tree: Path, tmp_path: Path) -> None:
+    (tree / "bxb_runtime" / "broken.py").write_text("def f(:\n")
+    with pytest.raises(RuntimeError, match=r"compileall failed.*broken\.py"):
+        LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(tmp_path))
+
+
+def test_without_a_runtime_python_the_bundle_ships_sources_and_says_so(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundling, "bytecode_python", lambda: None)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.warns(UserWarning, match="no Python 3.12 found: the bundle ships without bytecode"):
+        LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out))
+    assert sources(out) == ["bxb_runtime/__init__.py", "bxb_runtime/mod.py", "lambdas/fn/handler.py"]
+    assert not list(out.rglob("*.pyc"))
+
+
+def test_bytecode_python_is_a_runnable_3_12(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert bundling.bytecode_python("/opt/py312", (3, 12)) == "/opt/py312"  # this interpreter, when it is 3.12
+    # Otherwise python3.12 on PATH, only if it runs as 3.12 (a pyenv shim exists even when its version is off).
+    shim = tmp_path / "python3.12"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2; exit 127\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert bundling.bytecode_python.__wrapped__("/opt/py311", (3, 11)) is None
+    shim.write_text("#!/bin/sh\necho 3.12\n")
+    assert bundling.bytecode_python.__wrapped__("/opt/py311", (3, 11)) == str(shim)
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert bundling.bytecode_python.__wrapped__("/opt/py311", (3, 11)) is None
 
 
 def test_bundle_refuses_a_function_without_handler(tree: Path, tmp_path: Path) -> None:
@@ -77,7 +130,7 @@ def test_real_transform_sources_bundle(tmp_path: Path) -> None:
     assert (out / "lambdas" / "transform" / "handler.py").is_file()
     assert (out / "bxb_runtime" / "events" / "schema.py").is_file()
     assert not (out / "bxb_stream").exists()
-    assert not list(out.rglob("__pycache__"))
+    assert_runtime_bytecode(out)
     shutil.rmtree(out)
 
 
