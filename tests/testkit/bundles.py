@@ -21,7 +21,7 @@ def sources(out: Path) -> list[str]:
 
 
 def assert_runtime_bytecode(out: Path) -> None:
-    """Every module has its 3.12 bytecode, unchecked-hash (flags 0b01), with 3.12's magic; no other pycs."""
+    """Every module has its 3.12 bytecode, checked-hash (flags 0b11), with 3.12's magic; no other pycs."""
     magic = subprocess.run(
         [runtime_python(), "-c", "import importlib.util, sys; sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)"],
         capture_output=True,
@@ -34,4 +34,4 @@ def assert_runtime_bytecode(out: Path) -> None:
     assert modules and sorted(expected) == pycs
     for pyc in pycs:
         header = pyc.read_bytes()[:8]
-        assert header[:4] == magic and int.from_bytes(header[4:8], "little") == 0b01, pyc
+        assert header[:4] == magic and int.from_bytes(header[4:8], "little") == 0b11, pyc

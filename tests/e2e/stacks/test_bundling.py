@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,15 +57,26 @@ def test_bundle_copies_handler_and_package_only(tree: Path, tmp_path: Path) -> N
 
 
 def test_bundle_bytecode_is_what_the_runtime_loads(tree: Path, tmp_path: Path) -> None:
-    # Lambda's task directory is read-only: the shipped bytecode is used as it is, never checked against
-    # the source's time (the zip may change it) or rewritten. An edited source shows it is the pyc that runs.
+    # Lambda's task directory is read-only (-B): the shipped bytecode is used as it is, whatever the zip did
+    # to file times; and a source edited after bundling (the Lambda console) runs its edit, never stale bytecode.
     out = tmp_path / "out"
     out.mkdir()
     LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out))
-    (out / "bxb_runtime" / "mod.py").write_text("A = 2\n")
-    script = "import sys; sys.path.insert(0, sys.argv[1]); import bxb_runtime.mod as m; print(m.A)"
-    done = subprocess.run([runtime_python(), "-B", "-c", script, str(out)], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "1", done.stderr
+    source, pyc = out / "bxb_runtime" / "mod.py", out / "bxb_runtime" / "__pycache__" / "mod.cpython-312.pyc"
+    os.utime(source, (315_532_800, 315_532_800))  # 1980-01-01, as a zip may store it
+
+    def run() -> tuple[str, str]:
+        script = "import sys; sys.path.insert(0, sys.argv[1]); import bxb_runtime.mod as m; print(m.A)"
+        done = subprocess.run(
+            [runtime_python(), "-B", "-v", "-c", script, str(out)], capture_output=True, text=True, timeout=60
+        )
+        return done.stdout.strip(), done.stderr
+
+    value, log = run()
+    assert value == "1" and f"code object from '{pyc}'" in log
+    source.write_text("A = 2\n")
+    value, log = run()
+    assert value == "2" and f"code object from {source}" in log
 
 
 def test_bundle_refuses_a_module_that_does_not_compile(tree: Path, tmp_path: Path) -> None:
