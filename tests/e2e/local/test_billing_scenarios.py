@@ -94,7 +94,7 @@ def scenarios(moto_s3, tmp_path):
 def test_billing_scenarios_on_both_paths(scenarios: Scenarios) -> None:
     s = scenarios
     on_time = NOW - timedelta(minutes=20)
-    three_days = NOW - timedelta(days=3)
+    late_open = NOW - timedelta(days=3) + timedelta(minutes=1)  # own hour: at :59, the hour after NOW - 3 days
     closed = NOW - timedelta(days=6)  # in the period closed below
 
     # -- first wave: originals, and copies a client or the network makes at once
@@ -106,7 +106,7 @@ def test_billing_scenarios_on_both_paths(scenarios: Scenarios) -> None:
     s.put_raw(lost)  # the producer's retry after a lost PutRecords response: the same bytes again
     s.produce(event("shared", "c-shared-a", on_time))  # one transaction_id, two customers (second below)
     s.produce(event("changed", "c-changed", on_time, value=5.0))  # a different value is sent later
-    s.produce(event("three-days", "c-late-open", three_days + timedelta(minutes=1), value=3.0))
+    s.produce(event("three-days", "c-late-open", late_open, value=3.0))
     # The runner killed mid-stream: what it held is read again from the checkpoints, billed once.
     s.produce(*(event(f"kill-{i}", "c-kill", on_time) for i in range(200)))
     s.pipeline.restart_runner("s3", graceful=False)
@@ -137,7 +137,7 @@ def test_billing_scenarios_on_both_paths(scenarios: Scenarios) -> None:
         assert s.verdicts(path, "shared") == ["billed", "conflict"]
         assert s.usage(path, "c-changed", hour_of(on_time)) == (1, 5.0)
         assert s.verdicts(path, "changed") == ["billed", "conflict"]
-        assert s.usage(path, "c-late-open", hour_of(three_days)) == (1, 3.0)  # into its own hour
+        assert s.usage(path, "c-late-open", hour_of(late_open)) == (1, 3.0)  # into its own hour
         assert s.usage(path, "c-kill", hour_of(on_time)) == (300, 300.0)
         assert s.usage(path, "c-closed", hour_of(closed)) == (0, 0.0)  # set aside until accepted
         assert s.verdicts(path, "closed") == ["late"]
