@@ -150,13 +150,12 @@ def build_bundle(out: str, platforms: tuple[str, ...] | None = None) -> None:
     """The ingest Lambda's asset, built by stacks' local bundler into ``out``: arm64 wheels as deployed, or
     with ``platforms=()`` this machine's wheels (same packages and bytecode, so it can be imported here)."""
     script = (
-        "import sys; from pathlib import Path; from stacks.bundling import LocalPythonBundler, PLATFORMS;"
-        "from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS;"
-        "platforms = tuple(filter(None, sys.argv[2].split(','))) if sys.argv[2] != '-' else PLATFORMS;"
-        "LocalPythonBundler(Path.cwd(), INGEST_DIR, INGEST_REQUIREMENTS, platforms).try_bundle(sys.argv[1])"
+        "import json, sys; from pathlib import Path; from stacks.bundling import LocalPythonBundler, PLATFORMS;"
+        "from stacks.functions import INGEST_DIR, INGEST_REQUIREMENTS; platforms = json.loads(sys.argv[2]);"
+        "LocalPythonBundler(Path.cwd(), INGEST_DIR, INGEST_REQUIREMENTS, PLATFORMS if platforms is None else platforms)"
+        ".try_bundle(sys.argv[1])"
     )
-    spec = "-" if platforms is None else ",".join(platforms)
-    subprocess.run([sys.executable, "-c", script, out, spec], cwd=REPO, check=True, timeout=600)
+    subprocess.run([sys.executable, "-c", script, out, json.dumps(platforms)], cwd=REPO, check=True, timeout=600)
 
 
 def bundle_mb() -> tuple[float, dict[str, float]]:

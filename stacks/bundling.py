@@ -8,7 +8,7 @@ here because a failure raises with pip's output.
 
 The bundle ships its bytecode: Lambda's task directory is read-only, so without it every
 cold start compiles each module it imports (the ingest's cold import measured 387-392 ms
-against 222-253 with it, bench/http_ingest.py). It is compiled by a Python 3.12 (this one, or
+against 227-247 with it, bench/http_ingest.py). It is compiled by a Python 3.12 (this one, or
 ``python3.12`` on PATH) as ``checked-hash`` pycs: valid whatever the zip does to file times
 (a timestamp pyc would not be), and never used for a source that differs from the one compiled
 (a function edited in the Lambda console runs its edit); checking costs 2-5 ms a cold start.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stacks import bundling
 
-RUNTIME_TAG = "cpython-312"  # Lambda's Python 3.12
+RUNTIME_TAG = "cpython-" + bundling.PYTHON_VERSION.replace(".", "")  # the pycs' cache tag: cpython-312
 
 
 def runtime_python() -> str:

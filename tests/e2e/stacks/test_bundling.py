@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from testkit.bundles import assert_runtime_bytecode, runtime_python, sources
+from testkit.bundles import RUNTIME_TAG, assert_runtime_bytecode, runtime_python, sources
 
 from stacks import bundling
 from stacks.bundling import LocalPythonBundler, asset_fingerprint, pinned, pip_command
@@ -62,7 +62,7 @@ def test_bundle_bytecode_is_what_the_runtime_loads(tree: Path, tmp_path: Path) -
     out = tmp_path / "out"
     out.mkdir()
     LocalPythonBundler(tree, "lambdas/fn", ()).try_bundle(str(out))
-    source, pyc = out / "bxb_runtime" / "mod.py", out / "bxb_runtime" / "__pycache__" / "mod.cpython-312.pyc"
+    source, pyc = out / "bxb_runtime" / "mod.py", out / "bxb_runtime" / "__pycache__" / f"mod.{RUNTIME_TAG}.pyc"
     os.utime(source, (315_532_800, 315_532_800))  # 1980-01-01, as a zip may store it
 
     def run() -> tuple[str, str]:
